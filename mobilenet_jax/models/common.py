@@ -1,0 +1,113 @@
+"""What every network shares: classifier fields, BatchNorm settings, validation of fields and
+inputs. Each network is a subclass that adds its block table and its ablation switches."""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Iterable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mobilenet_jax.layers import Dtype, ModuleDef, batch_norm
+from mobilenet_jax.models.registry import ModelConfigError
+
+COMPUTE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+class Network(nn.Module):
+    """Fields common to every network. Inputs are NHWC images scaled to [-1, 1]."""
+
+    num_classes: int = 1000
+    width: float = 1.0
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    bn_axis_name: Optional[str] = None
+
+    #: Smallest input side the network accepts (Keras's limits).
+    min_resolution: ClassVar[int] = 32
+    #: The paper's input side, used by the size accounting.
+    default_resolution: ClassVar[int] = 224
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Rejects impossible settings; subclasses extend it with their own switches."""
+        model = type(self).__name__
+        if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 1:
+            raise ModelConfigError(f"{model}: num_classes must be a positive int, got {self.num_classes!r}")
+        if not _is_real(self.width) or not (self.width > 0 and math.isfinite(self.width)):
+            raise ModelConfigError(f"{model}: width must be a finite number > 0, got {self.width!r}")
+        if not _is_real(self.dropout_rate) or not 0.0 <= self.dropout_rate < 1.0:
+            raise ModelConfigError(f"{model}: dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        if not _is_real(self.bn_momentum) or not 0.0 <= self.bn_momentum < 1.0:
+            raise ModelConfigError(f"{model}: bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
+        if not _is_real(self.bn_epsilon) or not self.bn_epsilon > 0:
+            raise ModelConfigError(f"{model}: bn_epsilon must be > 0, got {self.bn_epsilon!r}")
+        if jnp.dtype(self.dtype) not in [jnp.dtype(d) for d in COMPUTE_DTYPES]:
+            raise ModelConfigError(
+                f"{model}: dtype must be one of float32, bfloat16, float16; got {self.dtype!r}"
+            )
+
+    @property
+    def norm(self) -> ModuleDef:
+        return batch_norm(self.bn_momentum, self.bn_epsilon, self.bn_axis_name, self.dtype)
+
+    def check_inputs(self, x: jax.Array) -> jax.Array:
+        """Validates an image batch (rank, channels, size, dtype) and casts it to `dtype`."""
+        model = type(self).__name__
+        if x.ndim != 4:
+            raise ValueError(
+                f"{model} expects NHWC images of rank 4 [batch, height, width, 3], got shape {x.shape}"
+            )
+        if x.shape[-1] != 3:
+            raise ValueError(
+                f"{model} expects 3 input channels (NHWC, RGB), got shape {x.shape}; "
+                "is the batch laid out NCHW?"
+            )
+        if min(x.shape[1:3]) < self.min_resolution:
+            raise ValueError(
+                f"{model} needs inputs of at least {self.min_resolution}x{self.min_resolution}, "
+                f"got {x.shape[1]}x{x.shape[2]}"
+            )
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(
+                f"{model} expects floating-point images scaled to [-1, 1], got dtype {x.dtype}; "
+                "convert uint8 images with x / 127.5 - 1"
+            )
+        return x.astype(self.dtype)
+
+    def check_width_gives_channels(self, channels: Iterable[int]) -> None:
+        """Raises if the width multiplier rounds some layer down to no channels at all."""
+        if min(channels) < 1:
+            raise ModelConfigError(
+                f"{type(self).__name__}: width {self.width} leaves a layer with no channels; "
+                "use a larger width"
+            )
+
+
+def classifier_head(net: Network, x: jax.Array, train: bool, pool: bool = True) -> jax.Array:
+    """Global average pool -> dropout -> linear classifier `classifier`; logits in float32.
+
+    Called inside a network's compact `__call__`, so `classifier` is that network's child.
+    """
+    if pool:
+        x = jnp.mean(x, axis=(1, 2))
+    x = nn.Dropout(net.dropout_rate, deterministic=not train)(x)
+    x = nn.Dense(net.num_classes, dtype=net.dtype, name="classifier")(x)
+    return x.astype(jnp.float32)
+
+
+def check_choice(model: str, field: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ModelConfigError(f"{model}: {field} must be one of {choices}, got {value!r}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

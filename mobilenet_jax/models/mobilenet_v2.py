@@ -1,0 +1,93 @@
+"""MobileNetV2 (Inverted Residuals and Linear Bottlenecks, arXiv 1801.04381), Table 2.
+
+Stem 3x3/2 conv to 32, seventeen inverted-residual blocks in seven stages (t, c, n, s), a
+1x1 conv to 1280, global pool and a linear classifier. Channels follow Keras:
+`make_divisible(int(c * width), 8)`; the last conv stays 1280 for width <= 1 (Sec. 4:
+"we apply width multiplier to all layers except the very last convolutional layer") and is
+`make_divisible(1280 * width)` above 1.
+Ablations: `bottleneck_activation` (Fig. 6a), `shortcut` (Fig. 6b).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import flax.linen as nn
+import jax
+
+from mobilenet_jax.blocks import SHORTCUT_KINDS, InvertedResidual, ShortcutKind
+from mobilenet_jax.layers import ConvBN, make_divisible
+from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.registry import register
+
+#: Table 2 bottleneck stages: (expansion t, output channels c, repeats n, first stride s).
+STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+STEM_FEATURES = 32
+LAST_FEATURES = 1280
+
+
+@register("mobilenet_v2")
+class MobileNetV2(Network):
+    """MobileNetV2. Fields beyond `Network`'s:
+
+    - `bottleneck_activation`: 'linear' (paper) or 'relu6' (Fig. 6a ablation).
+    - `shortcut`: 'bottleneck' (paper), 'expansion' or 'none' (Fig. 6b ablation).
+    - `activation`: the nonlinearity of the expansion and depthwise layers (ReLU6).
+    """
+
+    dropout_rate: float = 0.2
+    bn_momentum: float = 0.999
+    bottleneck_activation: Literal["linear", "relu6"] = "linear"
+    shortcut: ShortcutKind = "bottleneck"
+    activation: str = "relu6"
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice("MobileNetV2", "bottleneck_activation", self.bottleneck_activation, ("linear", "relu6"))
+        check_choice("MobileNetV2", "shortcut", self.shortcut, SHORTCUT_KINDS)
+        check_choice("MobileNetV2", "activation", self.activation, ("relu", "relu6"))
+
+    def block_table(self) -> list[tuple[int, int, int]]:
+        """(expanded channels, output channels, stride) of each of the 17 blocks."""
+        blocks = []
+        in_features = make_divisible(STEM_FEATURES * self.width)
+        for t, c, n, s in STAGES:
+            out_features = make_divisible(int(c * self.width))
+            for i in range(n):
+                blocks.append((t * in_features, out_features, s if i == 0 else 1))
+                in_features = out_features
+        return blocks
+
+    @property
+    def last_features(self) -> int:
+        return make_divisible(LAST_FEATURES * self.width) if self.width > 1.0 else LAST_FEATURES
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = self.check_inputs(x)
+        common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype)
+        x = ConvBN(make_divisible(STEM_FEATURES * self.width), 3, strides=2, name="stem", **common)(x, train)
+        expanded = None
+        for i, (expanded_features, out_features, strides) in enumerate(self.block_table()):
+            block = InvertedResidual(
+                expanded_features,
+                out_features,
+                strides=strides,
+                bottleneck_activation=self.bottleneck_activation,
+                shortcut=self.shortcut,
+                name=f"blocks_{i}",
+                **common,
+            )
+            if self.shortcut == "expansion":
+                x, expanded = block(x, train, expanded_residual=expanded, return_expanded=True)
+            else:
+                x = block(x, train)
+        x = ConvBN(self.last_features, name="last_conv", **common)(x, train)
+        return classifier_head(self, x, train)
