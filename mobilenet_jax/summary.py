@@ -1,0 +1,143 @@
+"""Size table of every model and variant the papers list, counted from the models.
+
+    python -m mobilenet_jax.summary            # table, our counts beside the papers'
+    python -m mobilenet_jax.summary --json     # JSON list, one object per variant
+
+Columns: trainable parameters (kernels, biases, BN scale/offset), BatchNorm statistics,
+multiply-adds (see `mobilenet_jax.profile`), and the paper's figures where the paper gives
+them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NamedTuple, Optional
+
+from mobilenet_jax.models.registry import create_model
+from mobilenet_jax.profile import model_size
+
+M = 1_000_000
+
+
+class Variant(NamedTuple):
+    model: str
+    overrides: dict[str, Any]
+    resolution: int
+    variant: str
+    paper_params: Optional[int]
+    paper_madds: Optional[int]
+    source: str
+
+
+def _v1(width: float, res: int, params: float, madds: float, source: str, variant: str = "paper", **kw) -> Variant:
+    return Variant("mobilenet_v1", dict(width=width, **kw), res, variant, round(params * M), round(madds * M), source)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    # MobileNets (V1): Tables 6, 7 (width, resolution), 4 (full conv), 5 (shallow), 9.
+    _v1(1.0, 224, 4.2, 569, "V1 Table 6"),
+    _v1(0.75, 224, 2.6, 325, "V1 Table 6"),
+    _v1(0.5, 224, 1.3, 149, "V1 Table 6"),
+    _v1(0.25, 224, 0.5, 41, "V1 Table 6"),
+    _v1(1.0, 192, 4.2, 418, "V1 Table 7"),
+    _v1(1.0, 160, 4.2, 290, "V1 Table 7"),
+    _v1(1.0, 128, 4.2, 186, "V1 Table 7"),
+    _v1(0.5, 160, 1.32, 76, "V1 Table 9"),
+    _v1(1.0, 224, 29.3, 4866, "V1 Table 4", variant="full conv", conv_type="full"),
+    _v1(1.0, 224, 2.9, 307, "V1 Table 5", variant="shallow", shallow=True),
+    # MobileNetV2: Table 4 and Sec. 4; 0.35 from the V3 paper's Table 3.
+    Variant("mobilenet_v2", dict(width=1.0), 224, "paper", round(3.4 * M), 300 * M, "V2 Table 4"),
+    Variant("mobilenet_v2", dict(width=1.4), 224, "paper", round(6.9 * M), 585 * M, "V2 Table 4"),
+    Variant("mobilenet_v2", dict(width=1.3), 224, "paper", None, None, "-"),
+    Variant("mobilenet_v2", dict(width=0.75), 224, "paper", None, None, "-"),
+    Variant("mobilenet_v2", dict(width=0.5), 224, "paper", None, None, "-"),
+    Variant("mobilenet_v2", dict(width=0.35), 224, "paper", round(1.6 * M), round(59.2 * M), "V3 Table 3"),
+    Variant("mobilenet_v2", dict(width=1.0), 96, "paper", None, None, "-"),
+    Variant("mobilenet_v2", dict(bottleneck_activation="relu6"), 224, "relu6 bottleneck", None, None, "V2 Fig. 6a"),
+    Variant("mobilenet_v2", dict(width=1.0, shortcut="none"), 224, "no shortcut", None, None, "V2 Fig. 6b"),
+    # MobileNetV3: Table 3 (latest arXiv version) and Table 5 ablations.
+    Variant("mobilenet_v3_large", dict(width=1.0), 224, "paper", round(5.4 * M), 219 * M, "V3 Table 3"),
+    Variant("mobilenet_v3_large", dict(width=0.75), 224, "paper", round(4.0 * M), 155 * M, "V3 Table 3"),
+    Variant("mobilenet_v3_large", dict(width=1.0, minimalistic=True), 224, "minimalistic", None, None, "-"),
+    Variant("mobilenet_v3_large", dict(width=0.75, minimalistic=True), 224, "minimalistic", None, None, "-"),
+    Variant("mobilenet_v3_large", dict(hswish_from=None), 224, "ReLU everywhere", None, None, "V3 Table 5"),
+    Variant("mobilenet_v3_large", dict(hswish_from=16), 224, "h-swish@16", None, None, "V3 Table 5"),
+    Variant("mobilenet_v3_large", dict(hswish_from=112), 224, "h-swish@112", None, None, "V3 Table 5"),
+    Variant("mobilenet_v3_large", dict(squeeze_excite=False), 224, "no SE", None, None, "-"),
+    Variant("mobilenet_v3_small", dict(width=1.0), 224, "paper", round(2.5 * M), 56 * M, "V3 Table 3"),
+    Variant("mobilenet_v3_small", dict(width=0.75), 224, "paper", round(2.0 * M), 44 * M, "V3 Table 3"),
+    Variant("mobilenet_v3_small", dict(width=1.0, minimalistic=True), 224, "minimalistic", None, None, "-"),
+    Variant("mobilenet_v3_small", dict(width=0.75, minimalistic=True), 224, "minimalistic", None, None, "-"),
+    # Xception: Table 3 (params only); Figs. 9, 10 ablations.
+    Variant("xception", {}, 299, "paper", 22_855_952, None, "Xception Table 3"),
+    Variant("xception", dict(residual=False), 299, "no residual", None, None, "Xception Fig. 9"),
+    Variant("xception", dict(separable_activation="relu"), 299, "ReLU in separable", None, None, "Xception Fig. 10"),
+)
+
+
+def measure(v: Variant) -> dict[str, Any]:
+    model = create_model(v.model, **v.overrides)
+    size = model_size(model, v.resolution)
+    return dict(
+        model=v.model,
+        width=model.width,
+        resolution=v.resolution,
+        variant=v.variant,
+        params=size.params,
+        batch_stats=size.batch_stats,
+        madds=size.madds,
+        paper_params=v.paper_params,
+        paper_madds=v.paper_madds,
+        source=v.source,
+    )
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def millions(n: Optional[int]) -> str:
+        return "-" if n is None else f"{n / M:,.2f}M"
+
+    def ratio(ours: int, paper: Optional[int]) -> str:
+        return "" if paper is None else f"{100 * (ours - paper) / paper:+.1f}%"
+
+    header = ("model", "width", "res", "variant", "params", "paper", "diff", "BN stats",
+              "MAdds", "paper", "diff", "source")
+    lines = [header]
+    for r in rows:
+        lines.append((
+            r["model"], f"{r['width']:g}", str(r["resolution"]), r["variant"],
+            f"{r['params']:,}", millions(r["paper_params"]), ratio(r["params"], r["paper_params"]),
+            f"{r['batch_stats']:,}", millions(r["madds"]), millions(r["paper_madds"]),
+            ratio(r["madds"], r["paper_madds"]), r["source"],
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        out.append("  ".join(cell.ljust(w) if i in (0, 3, 11) else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(line, widths))).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--model", help="only this model (a registry name)")
+    args = parser.parse_args(argv)
+    variants = [v for v in VARIANTS if args.model in (None, v.model)]
+    if not variants:
+        parser.error(f"no variants for model {args.model!r}")
+    rows = [measure(v) for v in variants]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        print(format_table(rows))
+        print("\nparams: kernels, biases, BN scale/offset. MAdds: convs incl. depthwise, SE 1x1s, "
+              "post-pool convs and classifier; one image.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
