@@ -1,0 +1,50 @@
+"""Data sets by name: `build_dataset(config, layout)`; see pipeline.py for the batch contract.
+
+"embedded" (generated in numpy, no download), "synthetic" (random tensors kept on device,
+for benchmarks), and the tfds sets "imagenet2012", "imagenette", "cifar10", "cifar100"
+(TensorFlow is imported only for these).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from mobilenet_jax.data.pipeline import (
+    ArrayDataset, Batch, Dataset, DatasetInfo, HostLayout, host_layout, prefetch_to_device,
+)
+
+
+def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Dataset:
+    """The data set a (validated) config names, laid out for this process's devices."""
+    eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
+    common = dict(
+        batch_size=config.batch_size, eval_batch_size=eval_batch, seed=config.seed,
+        layout=layout, num_eval_steps=config.num_eval_steps,
+    )
+    if config.dataset == "embedded":
+        from mobilenet_jax.data import embedded
+
+        train = embedded.make_split("train", config.embedded_num_train, config.image_size, config.seed)
+        evals = embedded.make_split("eval", config.embedded_num_eval, config.image_size, config.seed)
+        classes = embedded.NUM_CLASSES if config.num_classes < 0 else config.num_classes
+        info = DatasetInfo("embedded", len(train[1]), len(evals[1]), classes, config.image_size)
+        return ArrayDataset(info, train, evals, **common)
+    if config.dataset == "synthetic":
+        from mobilenet_jax.data.synthetic import SyntheticDataset, synthetic_info
+
+        classes = config.synthetic_num_classes if config.num_classes < 0 else config.num_classes
+        info = synthetic_info(classes, config.image_size, config.batch_size)
+        return SyntheticDataset(info, **common)
+    from mobilenet_jax.data.tfds import TfdsDataset
+
+    return TfdsDataset(
+        config.dataset, image_size=config.image_size, data_dir=config.data_dir,
+        train_split=config.train_split, eval_split=config.eval_split,
+        shuffle_buffer=config.shuffle_buffer, cache=config.cache,
+        num_classes=config.num_classes, **common,
+    )
+
+
+__all__ = [
+    "ArrayDataset", "Batch", "Dataset", "DatasetInfo", "HostLayout", "build_dataset",
+    "host_layout", "prefetch_to_device",
+]

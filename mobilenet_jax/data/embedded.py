@@ -1,0 +1,118 @@
+"""An embedded image-classification data set drawn in numpy: no download, no TensorFlow.
+
+Ten classes of shapes that differ only in geometry, never in colour: disk, ring, square,
+square frame, triangle, triangle frame, plus, bar, two dots, crescent. Every image draws
+its shape at a random position, scale, rotation and colour on a random colour gradient,
+adds 1-3 thin random line segments as clutter and pixel noise, and is anti-aliased at the
+requested resolution. Small shapes make ring / frame / disk / crescent hard to tell apart,
+so a small MobileNet needs several epochs to pass 90% (see tests/test_train_embedded.py).
+Deterministic: the same (seed, split, size, resolution) always gives the same arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CLASS_NAMES = (
+    "disk", "ring", "square", "square_frame", "triangle",
+    "triangle_frame", "plus", "bar", "two_dots", "crescent",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+_SPLIT_SEEDS = {"train": 0, "eval": 1}
+
+
+def _rotate(x: np.ndarray, y: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c, s = np.cos(theta), np.sin(theta)
+    return c * x + s * y, -s * x + c * y
+
+
+def _signed_distance(cls: int, x: np.ndarray, y: np.ndarray, r: np.ndarray, t: np.ndarray):
+    """Positive inside the shape. x, y: [n, H, W] centred, rotated coordinates; r: size;
+    t: stroke half-width (both [n, 1, 1])."""
+    rad = np.sqrt(x**2 + y**2)
+    box = np.maximum(np.abs(x), np.abs(y))
+    normals = [2 * np.pi * k / 3 + np.pi / 2 for k in range(3)]
+    tri = np.max([np.cos(a) * x + np.sin(a) * y for a in normals], axis=0)
+    if cls == 0:
+        return r - rad
+    if cls == 1:
+        return t - np.abs(rad - r)
+    if cls == 2:
+        return 0.85 * r - box
+    if cls == 3:
+        return t - np.abs(box - 0.85 * r)
+    if cls == 4:
+        return 0.55 * r - tri
+    if cls == 5:
+        return t - np.abs(tri - 0.55 * r)
+    if cls == 6:
+        w = 0.3 * r
+        return np.maximum(np.minimum(w - np.abs(x), r - np.abs(y)), np.minimum(w - np.abs(y), r - np.abs(x)))
+    if cls == 7:
+        return 0.35 * r * (1.0 - np.sqrt((x / r) ** 2 + (y / (0.35 * r)) ** 2))
+    if cls == 8:
+        d = 0.38 * r
+        return np.maximum(d - np.sqrt((x - 0.6 * r) ** 2 + y**2), d - np.sqrt((x + 0.6 * r) ** 2 + y**2))
+    if cls == 9:
+        return np.minimum(r - rad, np.sqrt((x - 0.55 * r) ** 2 + y**2) - 0.85 * r)
+    raise ValueError(f"class {cls} out of range 0..{NUM_CLASSES - 1}")
+
+
+def _segment_distance(x, y, x0, y0, x1, y1):
+    dx, dy = x1 - x0, y1 - y0
+    u = np.clip(((x - x0) * dx + (y - y0) * dy) / (dx**2 + dy**2 + 1e-9), 0.0, 1.0)
+    return np.sqrt((x - x0 - u * dx) ** 2 + (y - y0 - u * dy) ** 2)
+
+
+def render(labels: np.ndarray, image_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Images [n, S, S, 3] float32 in [-1, 1] for the given class labels."""
+    n, s = len(labels), image_size
+    grid = (np.arange(s) + 0.5) / s * 2.0 - 1.0
+    gy, gx = np.meshgrid(grid, grid, indexing="ij")
+    pix = 2.0 / s  # one pixel in these coordinates, the anti-aliasing width
+
+    def col(*shape):
+        return rng.uniform(-1.0, 1.0, (n,) + shape)
+
+    # Background: a random linear colour gradient.
+    c0, c1 = col(3), col(3)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    ramp = (np.cos(angle)[:, None, None] * gx + np.sin(angle)[:, None, None] * gy + 1.0) / 2.0
+    img = c0[:, None, None, :] + (c1 - c0)[:, None, None, :] * ramp[..., None]
+    # Clutter: 1-3 thin line segments in random colours.
+    for k in range(3):
+        present = (rng.uniform(size=n) < [1.0, 0.6, 0.3][k])[:, None, None]
+        p = rng.uniform(-1.0, 1.0, (4, n))[..., None, None]
+        d = _segment_distance(gx, gy, *p)
+        alpha = np.clip(0.5 - (d - 0.5 * pix) / pix, 0.0, 1.0) * present
+        img = img * (1 - alpha[..., None]) + col(3)[:, None, None, :] * alpha[..., None]
+    # The shape: random size, position, rotation, and a colour far from the background's mean.
+    r = rng.uniform(0.28, 0.62, n)
+    cx, cy = (rng.uniform(-1, 1, (2, n)) * (0.95 - r)).astype(np.float64)
+    theta = rng.uniform(0, 2 * np.pi, n)
+    t = np.maximum(rng.uniform(0.07, 0.12, n) * r / 0.45, 0.8 * pix)
+    x, y = _rotate(gx - cx[:, None, None], gy - cy[:, None, None], theta[:, None, None])
+    sd = np.zeros((n, s, s))
+    for c in range(NUM_CLASSES):
+        m = labels == c
+        if m.any():
+            sd[m] = _signed_distance(c, x[m], y[m], r[m, None, None], t[m, None, None])
+    alpha = np.clip(0.5 + sd / pix, 0.0, 1.0)[..., None]
+    bg_mean = (c0 + c1) / 2
+    fg = col(3)
+    flip = np.abs(fg - bg_mean).mean(axis=1) < 0.5
+    fg[flip] = np.clip(-bg_mean[flip] + rng.uniform(-0.3, 0.3, (flip.sum(), 3)), -1, 1)
+    img = img * (1 - alpha) + fg[:, None, None, :] * alpha
+    img += rng.normal(0.0, 1.0, img.shape) * rng.uniform(0.05, 0.2, n)[:, None, None, None]
+    return np.clip(img, -1.0, 1.0).astype(np.float32)
+
+
+def make_split(split: str, num_examples: int, image_size: int = 32, seed: int = 0):
+    """(images [n, S, S, 3] float32 in [-1, 1], labels [n] int32), balanced over classes."""
+    if split not in _SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLIT_SEEDS)}")
+    rng = np.random.default_rng([seed, _SPLIT_SEEDS[split], num_examples, image_size])
+    labels = rng.permutation(np.arange(num_examples) % NUM_CLASSES).astype(np.int32)
+    chunks = [
+        render(labels[i : i + 2048], image_size, rng) for i in range(0, num_examples, 2048)
+    ]
+    return np.concatenate(chunks), labels

@@ -1,0 +1,37 @@
+"""`python -m mobilenet_jax.train --config configs/x.py --workdir DIR [--config.key=value]`.
+
+Re-running the same command resumes from the latest checkpoint in DIR.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "a configs/*.py file", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO chatter
+    import jax
+
+    from mobilenet_jax.train.distributed import maybe_initialize
+    from mobilenet_jax.train.loop import train_and_evaluate
+
+    maybe_initialize(_CONFIG.value.distributed)
+    if jax.process_index() != 0:
+        logging.getLogger("mobilenet_jax").setLevel(logging.WARNING)
+    result = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    result.pop("state", None)
+    logging.getLogger("mobilenet_jax").info("final %s", json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,210 @@
+"""The one config schema of the trainer, and its validation.
+
+Every file under `configs/` starts from `default_config()` (a locked `ml_collections`
+ConfigDict, so a misspelt key is an error) and changes only what its recipe needs.
+`validate_config` runs before anything is compiled and turns every impossible setting into
+one `ConfigError` that says what to change.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Mapping
+
+import ml_collections
+
+# Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
+TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
+DATASETS = ("embedded", "synthetic") + TFDS_DATASETS
+OPTIMIZERS = ("rmsprop", "sgd")
+SCHEDULES = ("constant", "exponential", "cosine")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A config that cannot train; raised before anything is compiled."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """All keys the trainer reads, with defaults. Durations: `*_steps` wins when >= 0."""
+    c = ml_collections.ConfigDict()
+    # Model: create_model(model, num_classes=<dataset>, dtype=dtype, bn_axis_name="batch",
+    #                     **model_kwargs).
+    c.model = "mobilenet_v2"
+    c.model_kwargs = ml_collections.ConfigDict({"width": 1.0})
+    c.dtype = "bfloat16"  # compute dtype; parameters are always float32
+    # Data.
+    c.dataset = "embedded"
+    c.data_dir = ""  # tfds data_dir ("" = the tfds default)
+    c.image_size = 32  # training and evaluation resolution (the resolution multiplier)
+    c.train_split = ""  # "" = the data set's usual train split
+    c.eval_split = ""  # "" = the data set's usual evaluation split
+    c.shuffle_buffer = 16_384
+    c.cache = False  # tf.data cache of decoded examples (small data sets)
+    c.embedded_num_train = 20_000
+    c.embedded_num_eval = 2_000
+    c.synthetic_num_classes = 1000
+    c.num_classes = -1  # -1 = the data set's number of classes
+    # Batch and durations.
+    c.batch_size = 128  # global batch over all devices of all processes
+    c.eval_batch_size = -1  # -1 = batch_size
+    c.num_epochs = 10.0
+    c.num_train_steps = -1  # >= 0 overrides num_epochs
+    c.steps_per_epoch = -1  # -1 = num_train_examples // batch_size
+    c.eval_every_steps = -1  # -1 = once per epoch; 0 = only at the end
+    c.checkpoint_every_steps = -1  # -1 = once per epoch; 0 = only at the end
+    c.log_every_steps = 50
+    c.num_eval_steps = -1  # -1 = the whole evaluation split (exact, padded + masked)
+    # Optimizer (optim.py).
+    c.optimizer = "rmsprop"
+    c.learning_rate = 0.045
+    c.lr_base_batch_size = -1  # > 0: lr = learning_rate * batch_size / lr_base_batch_size
+    c.lr_schedule = "exponential"
+    c.lr_decay_rate = 0.98
+    c.lr_decay_epochs = 1.0
+    c.lr_staircase = True
+    c.lr_end_factor = 0.0  # cosine: final lr as a fraction of the peak
+    c.warmup_epochs = 0.0
+    c.warmup_steps = -1  # >= 0 overrides warmup_epochs
+    c.momentum = 0.9
+    c.nesterov = False
+    c.rmsprop_decay = 0.9
+    c.rmsprop_epsilon = 1.0  # TF-slim / tensorflow-tpu MobileNet default (inside the sqrt)
+    c.rmsprop_initial_scale = 1.0  # TF1 RMSPropOptimizer starts the mean square at 1
+    c.weight_decay = 4e-5  # L2, added to the gradient (= wd/2 * ||w||^2 in the loss)
+    c.weight_decay_exclude_depthwise = False
+    c.weight_decay_exclude_bn_and_bias = True
+    c.label_smoothing = 0.0
+    c.grad_clip_norm = 0.0  # 0 = no clipping
+    c.ema_decay = 0.0  # 0 = no EMA of the weights; > 0: evaluate with the EMA
+    c.ema_warmup = True  # TF ExponentialMovingAverage(num_updates): min(d, (1+t)/(10+t))
+    # Run.
+    c.seed = 0
+    c.num_devices = -1  # local devices to use; -1 = all
+    c.prefetch = 2  # batches placed on device ahead of the step
+    c.keep_checkpoints = 3
+    c.keep_best_checkpoint = True
+    c.progress_bar = True
+    c.tensorboard = True
+    c.compilation_cache_dir = "~/.cache/mobilenet_jax/jax_cache"  # "" = no persistent cache
+    c.distributed = ml_collections.ConfigDict(
+        {
+            # "auto": initialise when JAX_COORDINATOR_ADDRESS is set or coordinator_address
+            # is given; "true": always (TPU pods / SLURM auto-detected); "false": never.
+            "initialize": "auto",
+            "coordinator_address": "",
+            "num_processes": -1,
+            "process_id": -1,
+            "cpu_collectives": "gloo",
+        }
+    )
+    c.lock()
+    c.model_kwargs.unlock()  # keys differ per network; create_model validates them
+    return c
+
+
+def _check_keys(config: Mapping, reference: Mapping, prefix: str = "") -> None:
+    unknown = sorted(set(config) - set(reference))
+    missing = sorted(set(reference) - set(config))
+    if unknown or missing:
+        raise ConfigError(
+            f"config{prefix}: unknown key(s) {unknown}, missing key(s) {missing}; "
+            f"start config files from mobilenet_jax.train.config.default_config()"
+        )
+    for key, value in reference.items():
+        if key != "model_kwargs" and isinstance(value, Mapping):
+            _check_keys(config[key], value, f"{prefix}.{key}")
+
+
+def validate_config(
+    config: ml_collections.ConfigDict, *, num_devices: int | None = None, process_count: int = 1
+) -> None:
+    """Raises ConfigError for any setting that cannot train. Nothing is compiled here.
+
+    `num_devices` is the number of local devices the run will use (defaults to all local
+    devices when jax is importable); the global batch must split evenly over all devices.
+    """
+    _check_keys(config, default_config())
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASETS)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}; known: {list(OPTIMIZERS)}")
+    if config.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; known: {list(SCHEDULES)}")
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {config.dtype!r}; known: {list(DTYPES)}")
+    from mobilenet_jax import ModelConfigError, list_models, model_fields
+
+    if config.model not in list_models():
+        raise ConfigError(f"unknown model {config.model!r}; known models: {list_models()}")
+    reserved = {"num_classes", "dtype", "bn_axis_name"} & set(config.model_kwargs)
+    if reserved:
+        raise ConfigError(
+            f"model_kwargs may not set {sorted(reserved)}: the trainer sets them "
+            "(num_classes from the data set, dtype from config.dtype, bn_axis_name='batch')"
+        )
+    unknown = sorted(set(config.model_kwargs) - set(model_fields(config.model)))
+    if unknown:
+        raise ConfigError(
+            f"model_kwargs {unknown} are not fields of {config.model}; "
+            f"its fields are {sorted(model_fields(config.model))}"
+        )
+    if num_devices is None:
+        import jax
+
+        num_devices = jax.local_device_count() if config.num_devices < 0 else config.num_devices
+    total = num_devices * process_count
+    for key in ("batch_size", "eval_batch_size"):
+        value = config[key] if config[key] > 0 or key == "batch_size" else config.batch_size
+        if value <= 0 or value % total:
+            raise ConfigError(
+                f"config.{key}={value} must be a positive multiple of the number of devices "
+                f"({num_devices} local x {process_count} process(es) = {total})"
+            )
+    if config.num_train_steps < 0 and config.num_epochs <= 0:
+        raise ConfigError("set config.num_epochs > 0 or config.num_train_steps >= 0")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ConfigError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
+    if config.learning_rate <= 0:
+        raise ConfigError(f"config.learning_rate={config.learning_rate} must be > 0")
+    if config.lr_schedule == "exponential" and not (
+        0 < config.lr_decay_rate <= 1 and config.lr_decay_epochs > 0
+    ):
+        raise ConfigError("exponential decay needs 0 < lr_decay_rate <= 1 and lr_decay_epochs > 0")
+    if config.image_size <= 0:
+        raise ConfigError(f"config.image_size={config.image_size} must be > 0")
+    if config.keep_checkpoints < 1:
+        raise ConfigError("config.keep_checkpoints must be >= 1")
+    if config.log_every_steps < 1:
+        raise ConfigError("config.log_every_steps must be >= 1")
+    if config.distributed.initialize not in ("auto", "true", "false"):
+        raise ConfigError("config.distributed.initialize must be 'auto', 'true' or 'false'")
+
+
+def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """`get_config()` of a config file, with dotted-key overrides, e.g.
+
+    `load_config("configs/embedded.py", {"batch_size": 64, "model_kwargs.width": 0.35})`.
+    The in-process equivalent of `--config path --config.batch_size=64`.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location(
+        f"_mobilenet_jax_config_{abs(hash(os.path.abspath(path)))}", path
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            if p not in node:
+                raise ConfigError(f"override {key!r}: config has no key {p!r}")
+            node = node[p]
+        if leaf not in node and not (parents and parents[-1] == "model_kwargs"):
+            raise ConfigError(f"override {key!r}: config has no key {leaf!r}")
+        node[leaf] = value
+    return config

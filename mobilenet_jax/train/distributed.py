@@ -1,0 +1,55 @@
+"""Multi-host setup: `jax.distributed.initialize` when the config or environment asks.
+
+On a TPU pod (or SLURM / Open MPI cluster) every host runs the same command with
+`--config.distributed.initialize=true`; JAX finds the coordinator itself. Elsewhere give
+`coordinator_address`, `num_processes` and `process_id` (or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID). On CPU the cross-process collectives use gloo.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import ml_collections
+
+log = logging.getLogger("mobilenet_jax")
+
+
+def wants_distributed(dist: ml_collections.ConfigDict) -> bool:
+    if dist.initialize == "true":
+        return True
+    if dist.initialize == "false":
+        return False
+    return bool(dist.coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS"))
+
+
+def maybe_initialize(dist: ml_collections.ConfigDict) -> bool:
+    """Initialises jax.distributed if asked (idempotent); returns whether it is initialised.
+    Must run before anything touches a JAX backend (devices, arrays)."""
+    if dist.initialize not in ("auto", "true", "false"):
+        raise ValueError("config.distributed.initialize must be 'auto', 'true' or 'false'")
+    if jax.distributed.is_initialized():
+        return True
+    if not wants_distributed(dist):
+        return False
+    if dist.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", dist.cpu_collectives)
+    kwargs = {}
+    if dist.coordinator_address:
+        kwargs["coordinator_address"] = dist.coordinator_address
+    if dist.num_processes >= 0:
+        kwargs["num_processes"] = dist.num_processes
+    if dist.process_id >= 0:
+        kwargs["process_id"] = dist.process_id
+    jax.distributed.initialize(**kwargs)
+    log.info("jax.distributed: process %d of %d, %d local / %d global devices",
+             jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
+
+
+def enable_compilation_cache(path: str) -> None:
+    """Persistent XLA compilation cache (on by default; "" disables it). Re-running a config
+    skips compilation; the cache is keyed by program and backend, so it is safe to share."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))

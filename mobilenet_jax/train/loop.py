@@ -1,0 +1,206 @@
+"""The trainer: `train_and_evaluate(config, workdir)`, used by the CLI, the experiments and
+the benchmarks alike. Re-running with the same workdir resumes from the latest checkpoint;
+the data order and dropout RNG depend only on (seed, step), so a resumed run ends where an
+uninterrupted one would."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
+from mobilenet_jax.data.pipeline import device_mesh
+from mobilenet_jax.train import distributed
+from mobilenet_jax.train.checkpoint import Checkpoints
+from mobilenet_jax.train.config import ConfigError, validate_config
+from mobilenet_jax.train.metrics import MetricWriter
+from mobilenet_jax.train.optim import Durations, build_optimizer, resolve_durations
+from mobilenet_jax.train.state import TrainState, create_train_state
+from mobilenet_jax.train.steps import (
+    make_eval_step, make_train_step, pmap_eval_step, pmap_train_step,
+)
+
+log = logging.getLogger("mobilenet_jax")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf; training stopped before checkpointing it."""
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int):
+    from mobilenet_jax import create_model
+
+    return create_model(
+        config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
+        bn_axis_name="batch", **config.model_kwargs,
+    )
+
+
+def _every(value: int, steps_per_epoch: int) -> int:
+    """-1: once per epoch; 0: never (only at the end); n: every n steps."""
+    return steps_per_epoch if value < 0 else value
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+def evaluate(p_eval, state: TrainState, dataset: Dataset, num_devices: int, prefetch: int) -> dict:
+    """Exact evaluation over the whole split (padding masked out): loss, top-1, top-5."""
+    sums = None
+    for batch in prefetch_to_device(dataset.eval_batches(), prefetch, num_devices):
+        out = p_eval(state, batch)
+        sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
+    if sums is None:
+        return {}
+    sums = jax.device_get(sums)
+    count = max(float(sums["count"]), 1.0)
+    return {
+        "loss": float(sums["loss"]) / count,
+        "accuracy": float(sums["correct"]) / count,
+        "top5_accuracy": float(sums["correct_top5"]) / count,
+        "num_examples": int(sums["count"]),
+    }
+
+
+def _check_finite(pending: list[tuple[int, Any]], last_ckpt: Optional[str]) -> list[dict]:
+    """Fetches per-step metrics and raises NonFiniteLossError at the first bad loss."""
+    fetched = jax.device_get([m for _, m in pending])
+    for (step, _), m in zip(pending, fetched):
+        if not np.isfinite(m["loss"]):
+            raise NonFiniteLossError(
+                f"training loss is {float(m['loss'])} at step {step}; training stopped. "
+                f"Last good checkpoint: {last_ckpt or 'none written yet'} (untouched). "
+                f"Lower config.learning_rate, add warmup or gradient clipping, or check the data."
+            )
+    return fetched
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
+                dynamic_ncols=True, desc="train")
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, dataset: Optional[Dataset] = None
+) -> dict[str, Any]:
+    """Trains (or resumes) `config` in `workdir`; returns the final metrics:
+    {"step", "train_loss", "train_accuracy", "eval_accuracy", "eval_loss", ...}.
+
+    `dataset` replaces the one the config names (in-process experiments, tests); it must
+    follow the contract of mobilenet_jax/data/pipeline.py for this process's devices.
+    Every invalid setting raises ConfigError before anything is compiled.
+    """
+    distributed.maybe_initialize(config.distributed)
+    num_devices = jax.local_device_count() if config.num_devices < 0 else config.num_devices
+    if num_devices > jax.local_device_count():
+        raise ConfigError(
+            f"config.num_devices={num_devices} > {jax.local_device_count()} local devices"
+        )
+    validate_config(config, num_devices=num_devices, process_count=jax.process_count())
+    distributed.enable_compilation_cache(config.compilation_cache_dir)
+    primary = jax.process_index() == 0
+    layout = HostLayout(jax.process_index(), jax.process_count(), num_devices)
+    ds = dataset if dataset is not None else build_dataset(config, layout)
+    spe = config.steps_per_epoch if config.steps_per_epoch > 0 else ds.info.num_train // config.batch_size
+    durations: Durations = resolve_durations(config, spe)
+    tx, schedule = build_optimizer(config, durations)
+    model = build_model(config, ds.info.num_classes)
+
+    os.makedirs(workdir, exist_ok=True)
+    writer = MetricWriter(workdir, enabled=primary, tensorboard=config.tensorboard)
+    ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint)
+    try:
+        return _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary,
+                    writer, ckpts)
+    finally:
+        ckpts.close()
+        writer.close()
+
+
+def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary, writer,
+         ckpts) -> dict[str, Any]:
+    state = create_train_state(
+        model, tx, jax.random.key(config.seed), config.image_size, use_ema=config.ema_decay > 0
+    )
+    start = 0
+    last_ckpt = None
+    if ckpts.latest_step() is not None:
+        last_ckpt = ckpts.path(ckpts.latest_step())
+        state = ckpts.restore(state)
+        start = int(state.step)
+        writer.truncate_after(start)
+        log.info("resumed from %s (step %d)", last_ckpt, start)
+    elif primary:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    # One copy of the state on each local device; pmap reads it with in_axes=None.
+    state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))
+
+    train_step = pmap_train_step(make_train_step(
+        model, tx, schedule, label_smoothing=config.label_smoothing,
+        ema_decay=config.ema_decay, ema_warmup=config.ema_warmup, dropout_seed=config.seed,
+    ))
+    eval_step = pmap_eval_step(make_eval_step(model))
+    total = durations.total_steps
+    eval_every = _every(config.eval_every_steps, durations.steps_per_epoch)
+    ckpt_every = _every(config.checkpoint_every_steps, durations.steps_per_epoch)
+    log.info("training %s on %s: %d steps (%d per epoch), global batch %d on %d device(s) x %d "
+             "process(es), starting at step %d", config.model, ds.info.name, total,
+             durations.steps_per_epoch, config.batch_size, num_devices, jax.process_count(), start)
+
+    result: dict[str, Any] = {"step": start}
+    batches = prefetch_to_device(ds.train_batches(start), config.prefetch, num_devices)
+    bar = _progress(total, start, primary and config.progress_bar)
+    pending: list[tuple[int, Any]] = []
+    t0, steps_timed = time.perf_counter(), 0
+    try:
+        for step in range(start + 1, total + 1):
+            state, metrics = train_step(state, next(batches))
+            pending.append((step, metrics))
+            steps_timed += 1
+            bar.update(1)
+            log_now = step % config.log_every_steps == 0 or step == total
+            ckpt_now = _due(step, ckpt_every, total)
+            eval_now = _due(step, eval_every, total)
+            if log_now or ckpt_now or eval_now:
+                fetched = _check_finite(pending, last_ckpt)
+                if log_now:
+                    elapsed = time.perf_counter() - t0
+                    train = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+                    train["images_per_second"] = steps_timed * config.batch_size / max(elapsed, 1e-9)
+                    train["epoch"] = step / durations.steps_per_epoch
+                    writer.write(step, "train", train)
+                    bar.set_postfix(loss=f"{train['loss']:.4f}", img_s=f"{train['images_per_second']:.0f}")
+                    result.update({f"train_{k}": v for k, v in train.items()})
+                    t0, steps_timed = time.perf_counter(), 0
+                pending = []
+            if eval_now:
+                metrics_eval = evaluate(eval_step, state, ds, num_devices, config.prefetch)
+                writer.write(step, "eval", metrics_eval)
+                log.info("step %d eval %s", step, json.dumps(metrics_eval))
+                result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
+                if metrics_eval:
+                    ckpts.save_best(state, metrics_eval["accuracy"])
+                t0, steps_timed = time.perf_counter(), 0
+            if ckpt_now:
+                last_ckpt = ckpts.save(state)
+                t0, steps_timed = time.perf_counter(), 0
+            result["step"] = step
+    finally:
+        bar.close()
+    if start >= total:  # nothing left to train: report the finished run's evaluation
+        metrics_eval = evaluate(eval_step, state, ds, num_devices, config.prefetch)
+        result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
+    result["state"] = state
+    return result

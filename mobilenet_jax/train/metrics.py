@@ -1,0 +1,77 @@
+"""The one place metrics are written: `<workdir>/metrics.jsonl` (one JSON object a line:
+{"step", "split", ...}) and TensorBoard events in `<workdir>/tensorboard` (when TensorFlow
+is importable; GPU benchmark machines without it get a warning, not a failure). Only
+process 0 writes."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any, Mapping
+
+log = logging.getLogger("mobilenet_jax")
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            os.makedirs(workdir, exist_ok=True)
+            if tensorboard:
+                try:
+                    from flax.metrics.tensorboard import SummaryWriter  # imports tensorflow
+
+                    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                except ImportError as e:
+                    log.warning("TensorBoard events disabled (%s); metrics.jsonl is still written", e)
+
+    def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split}
+        record.update({k: _plain(v) for k, v in metrics.items()})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "split") and isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.scalar(f"{split}/{k}", v, step)
+            self._tb.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drops records past `step` (written after the checkpoint a resumed run starts
+        from), so the file reads as one uninterrupted run."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        records = read_metrics(os.path.dirname(self.path))
+        with open(self.path, "w") as f:
+            for r in records:
+                if r["step"] <= step:
+                    f.write(json.dumps(r) + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/Inf
+    return v
+
+
+def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
+    """Records of `<workdir>/metrics.jsonl`, optionally of one split ("train" / "eval"),
+    e.g. the eval-accuracy curve: [(r["step"], r["accuracy"]) for r in read_metrics(d, "eval")]."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if split is None or r["split"] == split]

@@ -1,0 +1,113 @@
+"""Per-device train and eval steps, written against the axis name "batch" and compiled
+with `jax.pmap` (flax examples/imagenet style): the state goes in and comes out
+unreplicated (in_axes=None / out_axes=None), batches are mapped over their leading
+(local device) axis. Cross-replica BatchNorm comes from the model (bn_axis_name="batch");
+gradients and metrics are averaged with `lax.pmean`; dropout RNG is folded with the step
+and the device index. Pure functions: nothing but the arguments determines the result.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from mobilenet_jax.train.optim import smoothed_cross_entropy
+from mobilenet_jax.train.state import TrainState
+
+AXIS = "batch"
+Metrics = dict[str, jax.Array]
+
+
+def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
+    """TF ExponentialMovingAverage(decay, num_updates=step): min(decay, (1+t)/(10+t))."""
+    if not warmup:
+        return jnp.asarray(decay, jnp.float32)
+    t = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    *,
+    label_smoothing: float = 0.0,
+    ema_decay: float = 0.0,
+    ema_warmup: bool = True,
+    dropout_seed: int = 0,
+) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
+    """The per-device training step `(state, batch) -> (state, metrics)`; call it under
+    `pmap_train_step` (it uses the "batch" axis)."""
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(dropout_seed), state.step),
+                                 lax.axis_index(AXIS))
+
+        def loss_fn(params):
+            logits, new_vars = model.apply(
+                {"params": params, "batch_stats": state.batch_stats}, batch["image"],
+                train=True, mutable=["batch_stats"], rngs={"dropout": rng},
+            )
+            loss = jnp.mean(smoothed_cross_entropy(logits, batch["label"], label_smoothing))
+            return loss, (logits, new_vars["batch_stats"])
+
+        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        grads = lax.pmean(grads, AXIS)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = state.ema_params
+        if ema is not None:
+            d = ema_decay_at(state.step, ema_decay, ema_warmup)
+            ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+        metrics = lax.pmean({"loss": loss, "accuracy": accuracy}, AXIS)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+        new_state = state.replace(
+            step=state.step + 1, params=params, batch_stats=batch_stats,
+            opt_state=opt_state, ema_params=ema,
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module) -> Callable[[TrainState, dict], Metrics]:
+    """The per-device eval step: sums (psum) of loss, top-1/top-5 hits and real examples
+    over the masked batch; divide by "count" for exact means over the split."""
+
+    def eval_step(state: TrainState, batch: dict) -> Metrics:
+        logits = model.apply(
+            {"params": state.eval_params, "batch_stats": state.batch_stats}, batch["image"],
+            train=False,
+        ).astype(jnp.float32)
+        mask = batch["mask"].astype(jnp.float32)
+        labels = batch["label"]
+        loss = smoothed_cross_entropy(logits, labels)
+        top5 = lax.top_k(logits, min(5, logits.shape[-1]))[1]
+        sums = {
+            "loss": jnp.sum(loss * mask),
+            "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+            "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
+            "count": jnp.sum(mask),
+        }
+        return lax.psum(sums, AXIS)
+
+    return eval_step
+
+
+def pmap_train_step(train_step: Callable) -> Callable:
+    """`jax.pmap` of a per-device train step: state broadcast in and returned once
+    (identical on all devices after pmean), batch mapped over local devices."""
+    return jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None),
+                    donate_argnums=(0,))
+
+
+def pmap_eval_step(eval_step: Callable) -> Callable:
+    return jax.pmap(eval_step, axis_name=AXIS, in_axes=(None, 0), out_axes=None)
