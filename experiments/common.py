@@ -1,0 +1,560 @@
+"""Shared experiment framework: output dirs, resumable sweeps, curve aggregation, paper-style plots, reports.
+
+Every experiment writes under ``results/<experiment>/``:
+
+* ``runs/<run_id>/`` — the workdir handed to the trainer; ``final.json`` is written last, atomically,
+  and marks the run finished (an interrupted sweep skips those runs when restarted);
+* ``curves.csv`` (every run's eval curve, long format), ``summary.csv`` (mean and spread per variant);
+* PNG figures and ``report.md`` (table, figure, the paper's claim, whether this run supports it).
+
+The trainer is reached only through ``run_fn(config, workdir) -> dict``; its metrics are read back from
+``workdir/metrics.jsonl`` by :func:`read_metrics_jsonl`, the one place that knows that format.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_ROOT = REPO_ROOT / "results"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+
+def experiment_dir(name: str, root: str | Path | None = None) -> Path:
+    """``<root>/<name>`` (root defaults to the repository's ``results/``), created if missing."""
+    path = Path(root if root is not None else RESULTS_ROOT) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types from configs (ml_collections, dataclasses), numpy/jax arrays, paths, tuples."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):  # ml_collections.ConfigDict
+        return to_jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__array__"):  # numpy / jax arrays
+        return to_jsonable(np.asarray(obj).tolist())
+    return repr(obj)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(obj), indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write dict rows; columns are the union of keys in first-seen order. Floats keep full precision."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    return path
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with Path(path).open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ----------------------------------------------------------------------------------------------
+# Curves
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One run's metric against training step (sorted by step, one value per step)."""
+
+    steps: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.steps.shape != self.values.shape or self.steps.ndim != 1:
+            raise ValueError(f"Curve needs 1-D steps and values of one shape, got {self.steps.shape} and {self.values.shape}")
+
+    @property
+    def final(self) -> float:
+        if self.steps.size == 0:
+            raise ValueError("empty curve has no final value")
+        return float(self.values[-1])
+
+
+def read_metrics_jsonl(path: str | Path, metric: str = "eval_accuracy") -> Curve:
+    """Parse the trainer's metrics log: one JSON object a line with ``"step"``; eval lines carry ``metric``.
+
+    Lines without ``metric`` (train lines) are skipped. A step logged twice (a run resumed from a
+    checkpoint) keeps its last value. This is the only function that knows the log format.
+    """
+    path = Path(path)
+    by_step: dict[int, float] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+        if not isinstance(record, dict) or "step" not in record:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'step' key")
+        if metric in record and record[metric] is not None:
+            by_step[int(record["step"])] = float(record[metric])
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return Curve(steps=steps, values=np.array([by_step[s] for s in steps], dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run of a sweep: ``group`` is the variant (a curve in the figure), ``seed`` its repeat."""
+
+    run_id: str
+    group: str
+    seed: int
+    config: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    group: str
+    seed: int
+    summary: dict[str, Any]
+    curve: Curve
+    wall_s: float
+    resumed: bool  # True when read back from an earlier finished run
+
+
+RunFn = Callable[[Any, Path], Mapping[str, Any]]
+
+
+def set_config_seed(config: Any, seed: int) -> Any:
+    """A deep copy of ``config`` with ``seed`` set (dict item or attribute, e.g. ml_collections.ConfigDict)."""
+    config = copy.deepcopy(config)
+    if isinstance(config, dict):
+        config["seed"] = seed
+    else:
+        setattr(config, "seed", seed)
+    return config
+
+
+def with_seeds(
+    variants: Mapping[str, Any],
+    seeds: Sequence[int],
+    set_seed: Callable[[Any, int], Any] = set_config_seed,
+) -> list[RunSpec]:
+    """Cross variants with seeds: run ids ``<variant>-s<seed>``, in variant-major order."""
+    if not seeds:
+        raise ValueError("need at least one seed")
+    return [
+        RunSpec(run_id=f"{name}-s{seed}", group=name, seed=int(seed), config=set_seed(config, int(seed)))
+        for name, config in variants.items()
+        for seed in seeds
+    ]
+
+
+def _result_from_final(final: Mapping[str, Any], resumed: bool) -> RunResult:
+    curve = final["curve"]
+    return RunResult(
+        run_id=final["run_id"],
+        group=final["group"],
+        seed=int(final["seed"]),
+        summary=dict(final["summary"]),
+        curve=Curve(np.asarray(curve["step"], dtype=np.int64), np.asarray(curve["value"], dtype=np.float64)),
+        wall_s=float(final["wall_s"]),
+        resumed=resumed,
+    )
+
+
+def run_sweep(
+    specs: Sequence[RunSpec],
+    run_fn: RunFn,
+    exp_dir: str | Path,
+    *,
+    metric: str = "eval_accuracy",
+    metrics_file: str = "metrics.jsonl",
+    rerun: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[RunResult]:
+    """Run every spec through ``run_fn(config, workdir)``, skipping runs whose ``final.json`` exists.
+
+    ``workdir`` is ``exp_dir/runs/<run_id>``; the run's curve is read from ``workdir/<metrics_file>``.
+    ``final.json`` (config, run_fn's summary, the curve, wall time) is written only after ``run_fn``
+    returns, so an interrupted run is started again (the trainer may resume it from its checkpoints).
+    ``rerun=True`` ignores finished runs and overwrites them.
+    """
+    ids = [s.run_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate run ids in sweep: {sorted({i for i in ids if ids.count(i) > 1})}")
+    for run_id in ids:
+        if not _RUN_ID.match(run_id):
+            raise ValueError(f"run id {run_id!r} must match {_RUN_ID.pattern} (it names a directory)")
+    exp_dir = Path(exp_dir)
+    results = []
+    for i, spec in enumerate(specs, start=1):
+        workdir = exp_dir / "runs" / spec.run_id
+        final_path = workdir / "final.json"
+        if final_path.exists() and not rerun:
+            log(f"[{i}/{len(specs)}] {spec.run_id}: finished earlier, skipped")
+            results.append(_result_from_final(read_json(final_path), resumed=True))
+            continue
+        workdir.mkdir(parents=True, exist_ok=True)
+        log(f"[{i}/{len(specs)}] {spec.run_id}: running")
+        start = time.perf_counter()
+        summary = run_fn(spec.config, workdir)
+        wall_s = time.perf_counter() - start
+        if not isinstance(summary, Mapping):
+            raise TypeError(f"run_fn must return a dict of final metrics, got {type(summary).__name__} for {spec.run_id}")
+        metrics_path = workdir / metrics_file
+        if not metrics_path.exists():
+            raise FileNotFoundError(f"run {spec.run_id}: run_fn wrote no {metrics_file} in {workdir}")
+        curve = read_metrics_jsonl(metrics_path, metric)
+        if curve.steps.size == 0:
+            raise ValueError(f"run {spec.run_id}: {metrics_path} has no line with {metric!r}")
+        final = {
+            "run_id": spec.run_id,
+            "group": spec.group,
+            "seed": spec.seed,
+            "metric": metric,
+            "config": spec.config,
+            "summary": summary,
+            "curve": {"step": curve.steps, "value": curve.values},
+            "wall_s": wall_s,
+        }
+        write_json(final_path, final)
+        log(f"[{i}/{len(specs)}] {spec.run_id}: {metric} {curve.final:.4f} at step {int(curve.steps[-1])} ({wall_s:.1f} s)")
+        results.append(_result_from_final(read_json(final_path), resumed=False))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregation over seeds
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupStats:
+    """Mean and spread of one variant's curve over its seeds, on the steps every seed logged."""
+
+    group: str
+    steps: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # sample std (ddof=1); 0 with one seed
+    lo: np.ndarray  # min over seeds
+    hi: np.ndarray  # max over seeds
+    finals: np.ndarray  # each seed's value at the last common step
+    seeds: tuple[int, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def final_mean(self) -> float:
+        return float(self.finals.mean())
+
+    @property
+    def final_std(self) -> float:
+        return float(self.finals.std(ddof=1)) if self.n > 1 else 0.0
+
+
+def aggregate(results: Sequence[RunResult], groups: Sequence[str] | None = None) -> dict[str, GroupStats]:
+    """Group runs by variant and average their curves over seeds (order: ``groups`` or first seen)."""
+    order = list(groups) if groups is not None else list(dict.fromkeys(r.group for r in results))
+    stats = {}
+    for group in order:
+        runs = [r for r in results if r.group == group]
+        if not runs:
+            raise ValueError(f"no runs for group {group!r}")
+        common = set(runs[0].curve.steps.tolist())
+        for r in runs[1:]:
+            common &= set(r.curve.steps.tolist())
+        if not common:
+            raise ValueError(f"group {group!r}: the seeds' curves share no evaluation step")
+        steps = np.array(sorted(common), dtype=np.int64)
+        values = np.stack([r.curve.values[np.isin(r.curve.steps, steps)] for r in runs])  # (seeds, steps)
+        stats[group] = GroupStats(
+            group=group,
+            steps=steps,
+            mean=values.mean(0),
+            std=values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(steps)),
+            lo=values.min(0),
+            hi=values.max(0),
+            finals=values[:, -1],
+            seeds=tuple(r.seed for r in runs),
+        )
+    return stats
+
+
+def gap(a: GroupStats, b: GroupStats) -> tuple[float, float]:
+    """(final mean of a − final mean of b, its standard error from the seeds' spread)."""
+    se = math.sqrt(a.final_std**2 / a.n + b.final_std**2 / b.n)
+    return a.final_mean - b.final_mean, se
+
+
+def compare_text(a: GroupStats, b: GroupStats, *, scale: float = 100.0, unit: str = "pts") -> str:
+    """Plain statement of whether ``a`` beats ``b`` at the end of training, beyond the seed noise (2 s.e.)."""
+    diff, se = gap(a, b)
+    d, s = diff * scale, se * scale
+    if min(a.n, b.n) < 2:
+        return f"{a.group} − {b.group} = {d:+.2f} {unit} (one seed: no spread, so no claim either way)"
+    if abs(diff) > 2 * se:
+        winner = a.group if diff > 0 else b.group
+        return f"{a.group} − {b.group} = {d:+.2f} ± {s:.2f} {unit} (s.e.): {winner} is better beyond seed noise"
+    return f"{a.group} − {b.group} = {d:+.2f} ± {s:.2f} {unit} (s.e.): within seed noise (|gap| ≤ 2 s.e.)"
+
+
+def curves_rows(results: Sequence[RunResult], metric: str = "eval_accuracy") -> list[dict[str, Any]]:
+    """Every run's curve in long format, for ``curves.csv``."""
+    return [
+        {"run_id": r.run_id, "group": r.group, "seed": r.seed, "step": int(s), metric: float(v)}
+        for r in results
+        for s, v in zip(r.curve.steps, r.curve.values)
+    ]
+
+
+def summary_rows(stats: Mapping[str, GroupStats], metric: str = "eval_accuracy") -> list[dict[str, Any]]:
+    """One row per variant: final mean, std, min, max over seeds, for ``summary.csv``."""
+    return [
+        {
+            "group": s.group,
+            "seeds": " ".join(map(str, s.seeds)),
+            "final_step": int(s.steps[-1]),
+            f"{metric}_mean": s.final_mean,
+            f"{metric}_std": s.final_std,
+            f"{metric}_min": float(s.finals.min()),
+            f"{metric}_max": float(s.finals.max()),
+        }
+        for s in stats.values()
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------------------------
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table; floats are printed as given (format them first)."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        if len(row) != len(headers):
+            raise ValueError(f"row {row!r} has {len(row)} cells, table has {len(headers)} columns")
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return "\n".join(lines)
+
+
+def fmt_mean_std(mean: float, std: float, n: int, *, scale: float = 100.0, digits: int = 2) -> str:
+    """``"71.20 ± 0.30 (n=3)"`` — the form every results table uses."""
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f} (n={n})"
+
+
+def write_report(
+    exp_dir: str | Path,
+    *,
+    title: str,
+    paper_claim: str,
+    outcome: str,
+    command: str,
+    figures: Sequence[tuple[str, str]] = (),
+    sections: Sequence[tuple[str, str]] = (),
+) -> Path:
+    """Write ``exp_dir/report.md``: title, the paper's claim, this run's outcome, the command, figures, sections.
+
+    ``figures`` are (caption, file name relative to exp_dir); ``sections`` are (heading, markdown body).
+    """
+    exp_dir = Path(exp_dir)
+    for _, name in figures:
+        if not (exp_dir / name).exists():
+            raise FileNotFoundError(f"report figure {exp_dir / name} does not exist")
+    parts = [
+        f"# {title}",
+        f"**The paper's claim.** {paper_claim.strip()}",
+        f"**This run.** {outcome.strip()}",
+        f"**Reproduce.** `{command}`",
+    ]
+    parts += [f"![{caption}]({name})\n\n*{caption}*" for caption, name in figures]
+    parts += [f"## {heading}\n\n{body.strip()}" for heading, body in sections]
+    path = exp_dir / "report.md"
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots in the papers' style
+# ----------------------------------------------------------------------------------------------
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
+    return plt
+
+
+def plot_curves(
+    stats: Mapping[str, GroupStats],
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str = "eval top-1 accuracy (%)",
+    xlabel: str = "training step",
+    scale: float = 100.0,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """Accuracy against training step, one line per variant (mean over seeds) with a min–max band (V2 Fig. 6 style)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for i, (name, s) in enumerate(stats.items()):
+        color = PALETTE[i % len(PALETTE)]
+        label = (labels or {}).get(name, name) + f"  ({fmt_mean_std(s.final_mean, s.final_std, s.n, scale=scale, digits=1)})"
+        ax.plot(s.steps, s.mean * scale, color=color, lw=1.8, label=label)
+        if s.n > 1:
+            ax.fill_between(s.steps, s.lo * scale, s.hi * scale, color=color, alpha=0.18, lw=0)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", title="mean over seeds, band = min–max", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return Path(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class TradeoffPoint:
+    """One model in an accuracy-vs-cost plot (V1 Figs. 4-5): ``series`` joins points (e.g. one width)."""
+
+    label: str
+    madds: float  # multiply-adds, absolute
+    mean: float
+    std: float
+    series: str
+
+
+def plot_tradeoff(
+    points: Sequence[TradeoffPoint],
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str = "eval top-1 accuracy (%)",
+    xlabel: str = "multiply-adds (millions, log scale)",
+    scale: float = 100.0,
+) -> Path:
+    """Accuracy against multiply-adds on a log x axis, error bars = seed std, one marker/colour per series."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    series = list(dict.fromkeys(p.series for p in points))
+    for i, name in enumerate(series):
+        pts = sorted((p for p in points if p.series == name), key=lambda p: p.madds)
+        x = [p.madds / 1e6 for p in pts]
+        ax.errorbar(
+            x, [p.mean * scale for p in pts], yerr=[p.std * scale for p in pts], fmt="o-", ms=5, lw=1,
+            capsize=3, color=PALETTE[i % len(PALETTE)], label=name,
+        )
+        for p, xi in zip(pts, x):
+            ax.annotate(p.label, (xi, p.mean * scale), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_bars(
+    labels: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float],
+    path: str | Path,
+    *,
+    title: str,
+    ylabel: str = "eval top-1 accuracy (%)",
+    scale: float = 100.0,
+) -> Path:
+    """Bar chart with seed-std error bars, value printed on each bar (for tables such as V3 Table 5)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 4.0))
+    x = np.arange(len(labels))
+    m = np.asarray(means) * scale
+    ax.bar(x, m, yerr=np.asarray(stds) * scale, capsize=4, color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))])
+    for xi, mi in zip(x, m):
+        ax.annotate(f"{mi:.1f}", (xi, mi), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    lo = float(np.min(m - np.asarray(stds) * scale))
+    ax.set_ylim(max(0.0, lo - 0.1 * (float(np.max(m)) - lo + 1e-9) - 1.0), None)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def add_output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=RESULTS_ROOT, help="results root; writes <out>/<experiment>/ (default: %(default)s)")
+
+
+def add_sweep_args(parser: argparse.ArgumentParser, default_seeds: Sequence[int] = (0, 1, 2)) -> None:
+    """Arguments every training sweep shares: output root, seeds, rerun."""
+    add_output_arg(parser)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(default_seeds), help="seeds per variant (default: %(default)s)")
+    parser.add_argument("--rerun", action="store_true", help="ignore finished runs (runs/<id>/final.json) and run them again")
