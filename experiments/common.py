@@ -124,12 +124,16 @@ class Curve:
 
 
 def read_metrics_jsonl(path: str | Path, metric: str = "eval_accuracy") -> Curve:
-    """Parse the trainer's metrics log: one JSON object a line with ``"step"``; eval lines carry ``metric``.
+    """Parse the trainer's metrics log (mobilenet_jax/train/metrics.py): one JSON object a line.
 
-    Lines without ``metric`` (train lines) are skipped. A step logged twice (a run resumed from a
-    checkpoint) keeps its last value. This is the only function that knows the log format.
+    Each line has ``"step"``. Two layouts are read: the trainer's ``{"step", "split": "eval",
+    "accuracy", ...}``, where ``metric="eval_accuracy"`` means split ``eval``, key ``accuracy``; and
+    flat lines carrying ``metric`` itself. Lines without the metric (train lines) are skipped. A step
+    logged twice (a run resumed from a checkpoint) keeps its last value. This is the only function
+    that knows the log format.
     """
     path = Path(path)
+    split, _, key = metric.partition("_")
     by_step: dict[int, float] = {}
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -140,8 +144,12 @@ def read_metrics_jsonl(path: str | Path, metric: str = "eval_accuracy") -> Curve
             raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
         if not isinstance(record, dict) or "step" not in record:
             raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'step' key")
-        if metric in record and record[metric] is not None:
-            by_step[int(record["step"])] = float(record[metric])
+        if "split" in record:
+            value = record.get(key) if record["split"] == split else None
+        else:
+            value = record.get(metric)
+        if value is not None:
+            by_step[int(record["step"])] = float(value)
     steps = np.array(sorted(by_step), dtype=np.int64)
     return Curve(steps=steps, values=np.array([by_step[s] for s in steps], dtype=np.float64))
 
