@@ -1,0 +1,8 @@
+# Shortcuts for the README's commands.
+.PHONY: install demo summary test
+install:
+	python -m pip install -q -r requirements.txt
+summary: install
+	python -m mobilenet_jax.summary
+test: install
+	python -m pytest -q tests
