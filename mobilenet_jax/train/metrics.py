@@ -23,9 +23,7 @@ class MetricWriter:
             os.makedirs(workdir, exist_ok=True)
             if tensorboard:
                 try:
-                    from flax.metrics.tensorboard import SummaryWriter  # imports tensorflow
-
-                    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                    self._tb = _TfEventWriter(os.path.join(workdir, "tensorboard"))
                 except ImportError as e:
                     log.warning("TensorBoard events disabled (%s); metrics.jsonl is still written", e)
 
@@ -39,7 +37,7 @@ class MetricWriter:
         if self._tb is not None:
             for k, v in record.items():
                 if k not in ("step", "split") and isinstance(v, (int, float)) and math.isfinite(v):
-                    self._tb.scalar(f"{split}/{k}", v, step)
+                    self._tb.scalar(f"{split}/{k}", float(v), int(step))
             self._tb.flush()
 
     def truncate_after(self, step: int) -> None:
@@ -56,6 +54,29 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+class _TfEventWriter:
+    """TensorBoard event files through TensorFlow's own summary ops (no `tensorboard`
+    package needed); TensorFlow is imported only here, only when events are wanted."""
+
+    def __init__(self, logdir: str):
+        import tensorflow as tf
+        from tensorflow.python.ops import summary_ops_v2
+
+        tf.config.set_visible_devices([], "GPU")
+        self._tf, self._ops = tf, summary_ops_v2
+        self._writer = summary_ops_v2.create_file_writer_v2(logdir)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        with self._writer.as_default():
+            self._ops.write(tag, self._tf.constant(value, self._tf.float32), step=step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def _plain(v: Any) -> Any:

@@ -67,7 +67,7 @@ def make_train_step(
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
         metrics = lax.pmean({"loss": loss, "accuracy": accuracy}, AXIS)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
         new_state = state.replace(
             step=state.step + 1, params=params, batch_stats=batch_stats,

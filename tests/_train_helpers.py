@@ -1,0 +1,81 @@
+"""Shared by the trainer tests: the tiny config, a shared compilation cache, subprocess
+runs of the CLI, and reading checkpoints back."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CONFIG = os.path.join(REPO, "configs", "tiny_test.py")
+# One persistent compilation cache for every trainer test (in-process and subprocess), so
+# that a program compiled by one test is loaded, not recompiled, by the next.
+CACHE_DIR = os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache")
+
+
+def tiny_config(**overrides):
+    from mobilenet_jax.train import load_config
+
+    overrides.setdefault("compilation_cache_dir", CACHE_DIR)
+    return load_config(TINY_CONFIG, overrides)
+
+
+def cli(workdir: str, *overrides: str, devices: int = 2) -> list[str]:
+    """argv of `python -m mobilenet_jax.train` on the tiny config."""
+    return [
+        sys.executable, "-m", "mobilenet_jax.train", f"--config={TINY_CONFIG}",
+        f"--workdir={workdir}", f"--config.compilation_cache_dir={CACHE_DIR}", *overrides,
+    ]
+
+
+def cli_env(devices: int) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("JAX_COORDINATOR_ADDRESS", None)
+    return env
+
+
+def run_cli(workdir: str, *overrides: str, devices: int = 2, timeout: float = 240):
+    proc = subprocess.run(
+        cli(workdir, *overrides), env=cli_env(devices), cwd=REPO, capture_output=True,
+        text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def load_checkpoint(workdir: str, step: int | None = None, subdir: str = "checkpoints") -> dict:
+    """A saved state as a nested dict of numpy arrays, as written."""
+    manager = ocp.CheckpointManager(os.path.join(workdir, subdir))
+    step = manager.latest_step() if step is None else step
+    return manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    import jax
+
+    la, ta = jax.tree_util.tree_flatten_with_path(a)
+    lb, tb = jax.tree_util.tree_flatten_with_path(b)
+    assert ta == tb, "tree structures differ"
+    for (path, x), (_, y) in zip(la, lb):
+        np.testing.assert_allclose(
+            np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_metrics_lines(workdir: str) -> list[dict]:
+    from mobilenet_jax.train.metrics import read_metrics
+
+    return read_metrics(workdir)

@@ -1,0 +1,68 @@
+"""Runs that go wrong: NaN loss, a corrupt checkpoint, and restoring on another device count."""
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+from _train_helpers import assert_trees_close, load_checkpoint, tiny_config
+from mobilenet_jax.data import ArrayDataset, DatasetInfo, HostLayout, build_dataset
+from mobilenet_jax.train import CheckpointError, NonFiniteLossError, read_metrics, train_and_evaluate
+
+FAST = dict(num_eval_steps=0, eval_every_steps=0, num_devices=1, keep_best_checkpoint=False)
+
+
+class PoisonedAfter:
+    """The tiny data set, with NaN images from step `bad_step` on (1-based step numbers)."""
+
+    def __init__(self, dataset, bad_step):
+        self.dataset, self.bad_step, self.info = dataset, bad_step, dataset.info
+
+    def train_batches(self, start_step):
+        for step, batch in zip(itertools.count(start_step + 1), self.dataset.train_batches(start_step)):
+            if step >= self.bad_step:
+                batch = dict(batch, image=np.full_like(batch["image"], np.nan))
+            yield batch
+
+    def eval_batches(self):
+        return self.dataset.eval_batches()
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(num_train_steps=8, checkpoint_every_steps=2, log_every_steps=4, **FAST)
+    data = PoisonedAfter(build_dataset(config, HostLayout(0, 1, 1)), bad_step=5)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*checkpoints/4"):
+        train_and_evaluate(config, str(tmp_path), dataset=data)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "4"]
+    saved = load_checkpoint(str(tmp_path))
+    assert int(saved["step"]) == 4
+    assert all(np.isfinite(x).all() for x in __import__("jax").tree_util.tree_leaves(saved["params"]))
+
+
+def test_corrupt_checkpoint_gives_clear_error_and_other_device_count_restores(tmp_path):
+    workdir = str(tmp_path)
+    config = tiny_config(num_train_steps=4, checkpoint_every_steps=4, **dict(FAST, num_devices=2))
+    first = train_and_evaluate(config, workdir)
+    assert first["step"] == 4
+    saved = load_checkpoint(workdir, 4)
+    # Resume on 1 device (the checkpoint is unreplicated) and train on to step 6.
+    config1 = tiny_config(num_train_steps=6, checkpoint_every_steps=6, **FAST)
+    result = train_and_evaluate(config1, workdir)
+    assert result["step"] == 6
+    steps = [r["step"] for r in read_metrics(workdir, "train")]
+    assert steps == [1, 2, 3, 4, 5, 6]  # steps 5-6 only, no step trained twice
+    assert_trees_close(load_checkpoint(workdir, 4)["params"], saved["params"], rtol=0, atol=0)
+    # Now damage the newest checkpoint's array data: the error names its path.
+    ckpt = tmp_path / "checkpoints" / "6"
+    damaged = 0
+    for root, _, files in os.walk(ckpt):
+        for name in files:
+            if "ocdbt" in root or "/d" in root.replace(str(ckpt), ""):
+                path = os.path.join(root, name)
+                with open(path, "r+b") as f:
+                    f.seek(0)
+                    f.write(b"\x00garbage" * 64)
+                damaged += 1
+    assert damaged > 0
+    with pytest.raises(CheckpointError, match=f"cannot restore checkpoint {ckpt}"):
+        train_and_evaluate(config1, workdir)
