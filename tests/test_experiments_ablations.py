@@ -1,0 +1,82 @@
+"""The training-ablation scripts: every variant builds a valid trainer config and model; verdict logic;
+one script end to end at smoke scale (set MOBILENET_JAX_SLOW_TESTS=1: it compiles two networks)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from experiments import ablation, common, v1_tradeoffs, v2_bottleneck, v2_shortcut, v3_nonlinearity
+from experiments import xception_activation, xception_residual
+
+SCRIPTS = (v2_bottleneck, v2_shortcut, xception_residual, xception_activation, v3_nonlinearity, v1_tradeoffs)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_every_variant_is_a_valid_config(script):
+    from mobilenet_jax import create_model
+    from mobilenet_jax.train import validate_config
+
+    ab = script.ABLATION
+    configs = ablation.build_configs(ab, ablation.EMBEDDED_CONFIG, {**ablation.CPU_OVERRIDES, **ab.cpu_overrides})
+    assert list(configs) == list(ab.variants)
+    for better, worse in ab.expect:
+        assert better in configs and worse in configs
+    for group, config in configs.items():
+        validate_config(config, num_devices=1)
+        model = create_model(config.model, num_classes=10, **dict(config.model_kwargs))
+        for key, value in ab.variants[group].items():  # the switch really reached the model / config
+            if key.startswith("model_kwargs."):
+                assert getattr(model, key.split(".", 1)[1]) == value, (group, key)
+            else:
+                assert config[key] == value, (group, key)
+
+
+def test_variants_differ_only_in_their_switch():
+    configs = ablation.build_configs(v2_shortcut.ABLATION, ablation.EMBEDDED_CONFIG, {})
+    a, b = (c.to_dict() for c in (configs["bottleneck"], configs["none"]))
+    assert {k for k in a if a[k] != b[k]} == {"model_kwargs"}
+    assert {k for k in a["model_kwargs"] if a["model_kwargs"][k] != b["model_kwargs"][k]} == {"shortcut"}
+
+
+def test_parse_set():
+    assert ablation.parse_set(["batch_size=256", "dataset=cifar10", "model_kwargs.width=0.5"]) == {
+        "batch_size": 256, "dataset": "cifar10", "model_kwargs.width": 0.5}
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        ablation.parse_set(["oops"])
+
+
+def _stats(group: str, finals: list[float]) -> common.GroupStats:
+    f = np.asarray(finals)
+    one = np.array([f.mean()])
+    return common.GroupStats(group, np.array([100]), one, np.array([f.std(ddof=1)]), one, one, f, tuple(range(len(f))))
+
+
+def test_verdict():
+    hi, lo, same = _stats("a", [0.80, 0.81, 0.82]), _stats("b", [0.60, 0.61, 0.62]), _stats("c", [0.79, 0.83, 0.81])
+    assert ablation.verdict({"a": hi, "b": lo}, [("a", "b")])[0] == "Supported"
+    assert ablation.verdict({"a": hi, "b": lo}, [("b", "a")])[0] == "Contradicted"
+    assert ablation.verdict({"a": hi, "c": same}, [("a", "c")])[0] == "Inconclusive"
+    assert ablation.verdict({"a": hi, "b": lo, "c": same}, [("a", "b"), ("a", "c")])[0] == "Partly supported"
+
+
+def test_v1_madds_follow_the_paper_ordering():
+    """Table 4: full conv costs ~8.6x separable; Table 5: shallow is cheaper than full depth."""
+    ab = v1_tradeoffs.ABLATION
+    configs = ablation.build_configs(ab, ablation.EMBEDDED_CONFIG, {**ablation.CPU_OVERRIDES, **ab.cpu_overrides})
+    m = {g: v1_tradeoffs.madds_of(configs[g]) for g in ("w1.0-r32", "full-conv", "shallow", "w0.5-r32")}
+    assert 7.0 < m["full-conv"] / m["w1.0-r32"] < 10.0
+    assert m["shallow"] < m["w1.0-r32"] and m["w0.5-r32"] < m["w1.0-r32"]
+
+
+@pytest.mark.skipif(os.environ.get("MOBILENET_JAX_SLOW_TESTS") != "1",
+                    reason="compiles two networks (~30 s warm cache, ~2 min cold); set MOBILENET_JAX_SLOW_TESTS=1")
+def test_v2_bottleneck_smoke_end_to_end(tmp_path):
+    report = ablation.main(v2_bottleneck.ABLATION, ["--smoke", "--out", str(tmp_path)])
+    out = tmp_path / "v2_bottleneck_smoke"
+    assert report == out / "report.md" and (out / "accuracy_vs_steps.png").exists()
+    rows = common.read_csv(out / "summary.csv")
+    assert [r["group"] for r in rows] == ["linear", "relu6"]
+    assert all(0.0 <= float(r["eval_accuracy_mean"]) <= 1.0 for r in rows)
+    assert (out / "runs" / "linear-s0" / "final.json").exists()
