@@ -105,10 +105,9 @@ class TfdsDataset:
         default_train, default_eval = _DEFAULT_SPLITS[name]
         self._train_split = train_split or default_train
         self._eval_split = eval_split or default_eval
-        splits = self._builder.info.splits
         classes = self._builder.info.features["label"].num_classes
         self.info = DatasetInfo(
-            name, splits[self._train_split].num_examples, splits[self._eval_split].num_examples,
+            name, self._num_examples(self._train_split), self._num_examples(self._eval_split),
             classes if num_classes < 0 else num_classes, image_size,
         )
         self._train_part = tfds.even_splits(self._train_split, n=layout.process_count)[
@@ -119,6 +118,15 @@ class TfdsDataset:
     @property
     def steps_per_epoch(self) -> int:
         return self.info.num_train // self._batch
+
+    def _num_examples(self, split: str) -> int:
+        """From the metadata; counted by reading when there is none (tfds mock data)."""
+        try:
+            return self._builder.info.splits[split].num_examples
+        except KeyError:
+            ds = self._read(split, shuffle_files=False)
+            n = int(ds.cardinality())
+            return n if n >= 0 else sum(1 for _ in ds)
 
     def _read(self, split: str, shuffle_files: bool):
         import tensorflow_datasets as tfds
