@@ -1,0 +1,173 @@
+"""Evaluates a trainer checkpoint (a converted Keras network or a trained run) on a tfds
+data set, exactly over the whole split:
+
+    python -m mobilenet_jax.evaluate --checkpoint DIR --dataset imagenet2012 [--data-dir D]
+        [--batch-size B] [--image-size S] [--dtype float32|bfloat16] [--step N] [--best]
+
+DIR is a trainer workdir (`DIR/config.json`, `DIR/checkpoints/<step>`), as written by
+`python -m mobilenet_jax.convert` or `python -m mobilenet_jax.train`. Everything else is the
+trainer's: the network from the config (`build_model`), the tfds evaluation pipeline
+(`data/tfds.py`: center crop of S/(S+32) of the shorter side, resize to S, scale to [-1, 1];
+the last partial batch padded and masked) and the pmapped eval step with its exact sums.
+The resolution S is the checkpoint's `image_size`: each family's own (224; Xception 299)
+for converted Keras networks. Prints one JSON line with top-1, top-5 and the example count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+
+class EvaluationError(RuntimeError):
+    """A checkpoint directory that cannot be evaluated (missing, corrupt, or another model)."""
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The trainer config a workdir was written with (`config.json`), over the defaults."""
+    from mobilenet_jax.train.config import default_config
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise EvaluationError(f"{workdir} has no config.json: not a trainer or converter workdir")
+    with open(path) as f:
+        saved = json.load(f)
+    config = default_config()
+    config.unlock()
+    for key, value in saved.items():
+        if key == "model_kwargs":
+            config.model_kwargs = ml_collections.ConfigDict(value)
+        elif key in config and not isinstance(config[key], ml_collections.ConfigDict):
+            config[key] = value
+    return config
+
+
+def restore_variables(workdir: str, model: Any, image_size: int, step: Optional[int] = None,
+                      best: bool = False) -> tuple[int, dict]:
+    """(step, {"params", "batch_stats"}) of a checkpoint, the EMA weights when it has them.
+    Restored without an optimizer template, so any optimizer's checkpoint evaluates; the
+    tree is checked leaf by leaf against `model`."""
+    import orbax.checkpoint as ocp
+
+    from mobilenet_jax.profile import abstract_variables
+
+    directory = os.path.join(os.path.abspath(workdir), "best" if best else "checkpoints")
+    if not os.path.isdir(directory):
+        raise EvaluationError(f"no checkpoint directory {directory}")
+    manager = ocp.CheckpointManager(directory)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise EvaluationError(f"no checkpoint in {directory}")
+        try:
+            restored = manager.restore(step, args=ocp.args.StandardRestore())
+        except Exception as e:  # orbax/tensorstore raise many types for a damaged checkpoint
+            raise EvaluationError(
+                f"cannot restore {directory}/{step}: {type(e).__name__}: {str(e)[:300]}"
+            ) from e
+    finally:
+        manager.close()
+    ema = restored.get("ema_params")
+    variables = {
+        "params": ema if isinstance(ema, dict) and ema else restored["params"],
+        "batch_stats": restored.get("batch_stats") or {},
+    }
+    expected = abstract_variables(model, image_size)
+    want = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    got = {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_flatten_with_path(variables)[0]}
+    for key in want:
+        if key not in got or got[key] != want[key]:
+            raise EvaluationError(
+                f"checkpoint {directory}/{step} does not fit the config's model: {key} is "
+                f"{got.get(key, 'missing')}, the model expects {want[key]}"
+            )
+    extra = sorted(set(got) - set(want))
+    if extra:
+        raise EvaluationError(f"checkpoint {directory}/{step} has variables the model lacks: {extra[:5]}")
+    return int(step), variables
+
+
+def evaluate_checkpoint(
+    workdir: str, dataset: str = "imagenet2012", *, data_dir: str = "", split: str = "",
+    batch_size: Optional[int] = None, image_size: Optional[int] = None,
+    dtype: Optional[str] = None, num_devices: int = -1, step: Optional[int] = None,
+    best: bool = False,
+) -> dict[str, Any]:
+    """Exact evaluation of a workdir's checkpoint: {"top1", "top5", "loss", "num_examples",
+    "step", "image_size", ...}."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from mobilenet_jax.data.pipeline import device_mesh, host_layout
+    from mobilenet_jax.data.tfds import TfdsDataset
+    from mobilenet_jax.train.loop import build_model, evaluate
+    from mobilenet_jax.train.state import TrainState
+    from mobilenet_jax.train.steps import make_eval_step, pmap_eval_step
+
+    config = load_workdir_config(workdir)
+    if dtype:
+        config.dtype = dtype
+    size = image_size or config.image_size
+    layout = host_layout(num_devices)
+    batch = batch_size or 32 * layout.local_devices * layout.process_count
+    if batch % (layout.local_devices * layout.process_count):
+        raise EvaluationError(
+            f"--batch-size {batch} must be a multiple of the device count "
+            f"({layout.local_devices} x {layout.process_count} processes)"
+        )
+    num_classes = config.num_classes if config.num_classes > 0 else -1
+    data = TfdsDataset(
+        dataset, image_size=size, batch_size=batch, eval_batch_size=batch, seed=0,
+        layout=layout, data_dir=data_dir, eval_split=split, num_classes=num_classes,
+    )
+    model = build_model(config, data.info.num_classes)
+    step, variables = restore_variables(workdir, model, size, step=step, best=best)
+    state = TrainState(
+        step=jnp.asarray(step, jnp.int32), params=variables["params"],
+        batch_stats=variables["batch_stats"], opt_state=None, ema_params=None,
+    )
+    state = jax.device_put(state, NamedSharding(device_mesh(layout.local_devices), PartitionSpec()))
+    metrics = evaluate(pmap_eval_step(make_eval_step(model)), state, data, layout.local_devices, 2)
+    return {
+        "top1": metrics["accuracy"], "top5": metrics["top5_accuracy"], "loss": metrics["loss"],
+        "num_examples": metrics["num_examples"], "dataset": dataset,
+        "split": split or "default eval split", "model": config.model,
+        "model_kwargs": config.model_kwargs.to_dict(), "image_size": size,
+        "dtype": config.dtype, "step": step,
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="a trainer / converter workdir")
+    parser.add_argument("--dataset", default="imagenet2012")
+    parser.add_argument("--data-dir", default="", help="tfds data_dir (default: tfds's)")
+    parser.add_argument("--split", default="", help="default: the data set's evaluation split")
+    parser.add_argument("--batch-size", type=int, default=None, help="global; default 32 per device")
+    parser.add_argument("--image-size", type=int, default=None, help="default: the checkpoint config's")
+    parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--num-devices", type=int, default=-1)
+    parser.add_argument("--step", type=int, default=None, help="default: the latest")
+    parser.add_argument("--best", action="store_true", help="the best-accuracy checkpoint")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_checkpoint(
+            args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,
+            batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
+            num_devices=args.num_devices, step=args.step, best=args.best,
+        )
+    except EvaluationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
