@@ -99,9 +99,13 @@ def batch_norm(
     `momentum` is the decay of the moving averages (Keras `momentum`, TF `decay`);
     `axis_name` (e.g. "batch" under `jax.pmap`) makes the statistics cross-replica.
     Blocks call it as `norm(use_running_average=not train, name=...)`.
+
+    The batch variance is two-pass, mean((x - mean)^2), as Keras computes it; the one-pass
+    E[x^2] - E[x]^2 cancels in float32 when |mean| >> std (one more reduction is the cost).
     """
     return functools.partial(
-        nn.BatchNorm, momentum=momentum, epsilon=epsilon, axis_name=axis_name, dtype=dtype
+        nn.BatchNorm, momentum=momentum, epsilon=epsilon, axis_name=axis_name, dtype=dtype,
+        use_fast_variance=False,
     )
 
 

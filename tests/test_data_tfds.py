@@ -4,7 +4,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from _train_helpers import tiny_config
+from tests._train_helpers import tiny_config
 from mobilenet_jax.data import HostLayout, build_dataset
 from mobilenet_jax.train import train_and_evaluate
 

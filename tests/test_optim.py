@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from _train_helpers import tiny_config
+from tests._train_helpers import tiny_config
 from mobilenet_jax import create_model
 from mobilenet_jax.train.optim import (
     Durations, build_optimizer, learning_rate_schedule, smoothed_cross_entropy, tf_rmsprop,

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from _train_helpers import REPO, cli, cli_env, tiny_config
+from tests._train_helpers import REPO, cli, cli_env, tiny_config
 from mobilenet_jax.train import ConfigError, load_config, train_and_evaluate, validate_config
 import mobilenet_jax.train.loop as loop
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from _train_helpers import assert_trees_close, load_checkpoint, tiny_config
+from tests._train_helpers import assert_trees_close, load_checkpoint, tiny_config
 from mobilenet_jax.data import ArrayDataset, DatasetInfo, HostLayout, build_dataset
 from mobilenet_jax.train import CheckpointError, NonFiniteLossError, read_metrics, train_and_evaluate
 

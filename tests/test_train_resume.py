@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from _train_helpers import REPO, assert_trees_close, cli, cli_env, load_checkpoint, read_metrics_lines, run_cli
+from tests._train_helpers import REPO, assert_trees_close, cli, cli_env, load_checkpoint, read_metrics_lines, run_cli
 
 ARGS = ("--config.num_train_steps=30", "--config.checkpoint_every_steps=5",
         "--config.eval_every_steps=0", "--config.model_kwargs.dropout_rate=0.2")
