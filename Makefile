@@ -5,4 +5,4 @@ install:
 summary: install
 	python -m mobilenet_jax.summary
 test: install
-	python -m pytest -q tests
+	python -m pytest -q -n auto tests

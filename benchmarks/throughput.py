@@ -93,10 +93,11 @@ def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, wi
     return train, evaluate, state, batch
 
 
-def time_ours(model_name: str, batch_size: int, resolution: int, dtype: str, steps: int, repeats: int) -> dict:
+def time_ours(model_name: str, batch_size: int, resolution: int, dtype: str, steps: int, repeats: int,
+              width: float = 1.0) -> dict:
     import jax
 
-    train, evaluate, state, batch = build_step(model_name, batch_size, resolution, dtype)
+    train, evaluate, state, batch = build_step(model_name, batch_size, resolution, dtype, width)
     t0 = time.perf_counter()
     state, metrics = train(state, batch)
     jax.block_until_ready(metrics)
@@ -135,7 +136,7 @@ def time_ours(model_name: str, batch_size: int, resolution: int, dtype: str, ste
     }
 
 
-def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str) -> dict:
+def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str, width: float = 1.0) -> dict:
     """First-call seconds (compile + one step) of the train step in two fresh processes that
     share one new persistent compilation cache: the first compiles, the second reads it."""
     with tempfile.TemporaryDirectory() as cache:
@@ -144,7 +145,7 @@ def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str)
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.throughput", "--first-call-only", model_name,
                  "--batch-sizes", str(batch_size), "--resolution", str(resolution), "--dtype", dtype,
-                 "--compilation-cache-dir", cache],
+                 "--compilation-cache-dir", cache, "--width", str(width)],
                 capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -153,14 +154,15 @@ def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str)
             "cache_files": cache_files}
 
 
-def first_call_only(model_name: str, batch_size: int, resolution: int, dtype: str, cache_dir: str) -> None:
+def first_call_only(model_name: str, batch_size: int, resolution: int, dtype: str, cache_dir: str,
+                    width: float = 1.0) -> None:
     import jax
 
     from mobilenet_jax.train.distributed import enable_compilation_cache
 
     enable_compilation_cache(cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    train, _, state, batch = build_step(model_name, batch_size, resolution, dtype)
+    train, _, state, batch = build_step(model_name, batch_size, resolution, dtype, width)
     t0 = time.perf_counter()
     jax.block_until_ready(train(state, batch))
     print(json.dumps({"first_call_s": time.perf_counter() - t0}))
@@ -231,7 +233,7 @@ def time_torch(model_name: str, batch_size: int, resolution: int, steps: int, re
 # ------------------------------------------------------------------------------------------
 
 
-def environment() -> dict:
+def environment(argv: list[str]) -> dict:
     import flax
     import jax
     import optax
@@ -248,7 +250,7 @@ def environment() -> dict:
         "optax": optax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks.throughput", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.throughput", *argv]),
     }
     try:
         import torch
@@ -277,8 +279,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def run(args: argparse.Namespace) -> dict:
-    env = environment()
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    env = environment(argv)
     with_torch = args.torch == "on" or (args.torch == "auto" and torch_available())
     rows = []
     for model_name in args.models:
@@ -286,9 +288,11 @@ def run(args: argparse.Namespace) -> dict:
         for batch_size in args.batch_sizes:
             row: dict[str, Any] = {"model": model_name, "batch_size": batch_size, "resolution": resolution,
                                    "dtype": args.dtype}
-            row.update(time_ours(model_name, batch_size, resolution, args.dtype, args.steps, args.repeats))
+            row["width"] = args.width
+            row.update(time_ours(model_name, batch_size, resolution, args.dtype, args.steps, args.repeats,
+                                 args.width))
             if args.compile_times:
-                row.update(compile_times(model_name, batch_size, resolution, args.dtype))
+                row.update(compile_times(model_name, batch_size, resolution, args.dtype, args.width))
             if with_torch and model_name in TORCH_MODELS:
                 for compiled in (False, True):
                     ref = time_torch(model_name, batch_size, resolution, args.steps, args.repeats, compiled)
@@ -319,15 +323,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON result")
     parser.add_argument("--first-call-only", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--compilation-cache-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of every model")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.first_call_only:
         first_call_only(args.first_call_only, args.batch_sizes[0], args.resolution, args.dtype,
-                        args.compilation_cache_dir)
+                        args.compilation_cache_dir, args.width)
         return 0
-    result = run(args)
+    result = run(args, argv)
     print()
     print(format_table(result["rows"]))
     args.out.mkdir(parents=True, exist_ok=True)

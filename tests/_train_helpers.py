@@ -35,7 +35,9 @@ def cli(workdir: str, *overrides: str, devices: int = 2) -> list[str]:
 
 def cli_env(devices: int) -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    from tests.conftest import TEST_XLA_FLAGS
+
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("JAX_COORDINATOR_ADDRESS", None)
     return env

@@ -1,6 +1,13 @@
-"""Test-wide setup: 8 fake CPU devices (for the pmap tests) before JAX is first imported."""
+"""Test-wide setup, before JAX is first imported: 8 fake CPU devices (for the pmap tests),
+a lower XLA backend optimisation level (compiles ~40% faster on CPU; the programs compute
+the same functions) and one persistent compilation cache shared by every test and every
+subprocess a test starts, so a program compiled once is loaded, not recompiled."""
 import os
+import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache"))
