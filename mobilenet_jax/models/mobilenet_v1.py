@@ -49,8 +49,8 @@ class MobileNetV1(Network):
 
     Fields beyond `Network`'s: `depth_multiplier` (depthwise channel multiplier),
     `conv_type` ('separable' | 'full'), `shallow`, `activation`, and `keras_padding`
-    (pad stride-2 convs ((0, 1), (0, 1)) as Keras does, which differs from 'SAME' only
-    on odd feature sizes).
+    (pad the stride-2 depthwise blocks ((0, 1), (0, 1)) as Keras does, which differs from
+    "SAME" only on odd feature sizes; the stem is "SAME" in Keras too).
     """
 
     dropout_rate: float = 1e-3
@@ -84,7 +84,8 @@ class MobileNetV1(Network):
         x = self.check_inputs(x)
         stride2 = KERAS_STRIDE2_PADDING if self.keras_padding else "SAME"
         common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype)
-        x = ConvBN(int(STEM_FEATURES * self.width), 3, strides=2, padding=stride2, name="stem", **common)(x, train)
+        # Keras pads only the stride-2 depthwise blocks explicitly; its stem is "same".
+        x = ConvBN(int(STEM_FEATURES * self.width), 3, strides=2, padding="SAME", name="stem", **common)(x, train)
         for i, (features, strides) in enumerate(self.block_table()):
             padding = stride2 if strides == 2 else "SAME"
             if self.conv_type == "full":
