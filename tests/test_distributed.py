@@ -42,8 +42,10 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-4000:]
+    for i, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, "\n".join(
+            f"--- process {j} (exit {q.returncode}) ---\n{o[-3000:]}" for j, (q, o) in enumerate(zip(procs, outputs))
+        )
     assert "process 1 of 2" in outputs[1] or "2 process(es)" in outputs[0]
 
     single = str(tmp_path / "single")
