@@ -6,22 +6,20 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import orbax.checkpoint as ocp
 
+from tests.conftest import TEST_CACHE_DIR, TEST_XLA_FLAGS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(REPO, "configs", "tiny_test.py")
-# One persistent compilation cache for every trainer test (in-process and subprocess), so
-# that a program compiled by one test is loaded, not recompiled, by the next.
-CACHE_DIR = os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache")
 
 
 def tiny_config(**overrides):
     from mobilenet_jax.train import load_config
 
-    overrides.setdefault("compilation_cache_dir", CACHE_DIR)
+    overrides.setdefault("compilation_cache_dir", TEST_CACHE_DIR)
     return load_config(TINY_CONFIG, overrides)
 
 
@@ -29,14 +27,12 @@ def cli(workdir: str, *overrides: str, devices: int = 2) -> list[str]:
     """argv of `python -m mobilenet_jax.train` on the tiny config."""
     return [
         sys.executable, "-m", "mobilenet_jax.train", f"--config={TINY_CONFIG}",
-        f"--workdir={workdir}", f"--config.compilation_cache_dir={CACHE_DIR}", *overrides,
+        f"--workdir={workdir}", f"--config.compilation_cache_dir={TEST_CACHE_DIR}", *overrides,
     ]
 
 
 def cli_env(devices: int) -> dict:
     env = dict(os.environ)
-    from tests.conftest import TEST_XLA_FLAGS
-
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("JAX_COORDINATOR_ADDRESS", None)
@@ -69,6 +65,20 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
         np.testing.assert_allclose(
             np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
         )
+
+
+def assert_trees_close_to_scale(got, want, rel: float, what: str = "", atol: float = 1e-7):
+    """Each leaf within `rel` of its own scale (max |want|) plus `atol`: float32 agreement
+    of computations that sum the same numbers in another order (elementwise rtol fails on
+    the near-zero entries of a deep network's gradients)."""
+    import jax
+
+    leaves_got, leaves_want = jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want)
+    assert len(leaves_got) == len(leaves_want) > 0
+    for (path, x), y in zip(leaves_got, leaves_want):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        err, scale = np.abs(x - y).max(), np.abs(y).max()
+        assert err <= rel * scale + atol, f"{what}{jax.tree_util.keystr(path)}: max |diff| {err:.3g}, scale {scale:.3g}"
 
 
 def free_port() -> int:

@@ -9,5 +9,5 @@ TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensiv
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "jax")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache"))
+TEST_CACHE_DIR = os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", TEST_CACHE_DIR)

@@ -12,21 +12,12 @@ import jax
 import numpy as np
 
 from tests._train_helpers import (
-    REPO, cli, cli_env, free_port, load_checkpoint, tiny_config,
+    REPO, assert_trees_close_to_scale, cli, cli_env, free_port, load_checkpoint, tiny_config,
 )
 from mobilenet_jax.train import read_metrics, train_and_evaluate
 
 STEPS = dict(num_train_steps=3, checkpoint_every_steps=1, keep_checkpoints=3, eval_every_steps=0,
              num_eval_steps=2, eval_batch_size=8, warmup_steps=0, learning_rate=1e-4)
-
-
-def assert_close_to_scale(got, want, rel: float, what: str, atol: float = 1e-7):
-    leaves_got = jax.tree_util.tree_leaves_with_path(got)
-    leaves_want = jax.tree_util.tree_leaves(want)
-    assert len(leaves_got) == len(leaves_want) > 0
-    for (path, x), y in zip(leaves_got, leaves_want):
-        err, scale = float(np.abs(x - y).max()), float(np.abs(y).max())
-        assert err <= rel * scale + atol, f"{what}{jax.tree_util.keystr(path)}: |diff| {err:.3g}, scale {scale:.3g}"
 
 
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
@@ -42,10 +33,9 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
-    for i, (p, out) in enumerate(zip(procs, outputs)):
-        assert p.returncode == 0, "\n".join(
-            f"--- process {j} (exit {q.returncode}) ---\n{o[-3000:]}" for j, (q, o) in enumerate(zip(procs, outputs))
-        )
+    assert all(p.returncode == 0 for p in procs), "\n".join(
+        f"--- process {j} (exit {p.returncode}) ---\n{out[-3000:]}" for j, (p, out) in enumerate(zip(procs, outputs))
+    )
     assert "process 1 of 2" in outputs[1] or "2 process(es)" in outputs[0]
 
     single = str(tmp_path / "single")
@@ -58,7 +48,7 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
         # The optimizer's moments hold raw gradients, which the amplification reaches first;
         # they are compared after the first step only.
         for part in ("params", "batch_stats") + (("opt_state",) if step == 1 else ()):
-            assert_close_to_scale(got[part], want[part], rel, f"step {step} {part}", atol)
+            assert_trees_close_to_scale(got[part], want[part], rel, f"step {step} {part}", atol)
     start = load_checkpoint(single, 1)  # the comparison is not vacuous: the weights moved
     moved = [float(np.abs(a - b).max()) for a, b in zip(
         jax.tree_util.tree_leaves(want["params"]), jax.tree_util.tree_leaves(start["params"]))]
