@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from mobilenet_jax.layers import (
     ConvBN,
+    DepthwiseConv,
     Dtype,
     ModuleDef,
     Padding,
@@ -165,16 +166,7 @@ class SeparableConvBN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         in_features = x.shape[-1]
-        x = nn.Conv(
-            in_features,
-            (3, 3),
-            padding="SAME",
-            feature_group_count=in_features,
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=conv_kernel_init(),
-            name="depthwise",
-        )(x)
+        x = DepthwiseConv(3, dtype=self.dtype, name="depthwise")(x)
         x = get_activation(self.intermediate_activation)(x)
         x = nn.Conv(
             self.features,

@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 Dtype = Any
 ModuleDef = Any
@@ -114,6 +115,59 @@ def conv_kernel_init() -> Callable:
     return nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 
 
+@functools.partial(jax.jit, static_argnames=("strides", "padding"))
+def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: int = 1, padding: Padding = "SAME") -> jax.Array:
+    """Depthwise 2-D convolution (MobileNets Sec. 3.1) as a sum of k*k shifted, scaled copies.
+
+    x: [N, H, W, C]; kernel: [k, k, 1, C] (the layout of `nn.Conv` with
+    `feature_group_count=C`). Computes exactly what `lax.conv_general_dilated` with
+    `feature_group_count=C` computes, but as one elementwise fusion that XLA compiles well on
+    every backend, and whose gradient is elementwise too; XLA:CPU's grouped convolution is
+    ~40x slower forward and ~5x slower backward at MobileNet sizes
+    (`python -m benchmarks.depthwise`, results in benchmarks/NOTES.md). It is a named `jit` so
+    that a traced model shows each depthwise conv as one equation (`profile.is_depthwise`).
+    """
+    k = kernel.shape[0]
+    if kernel.shape[:3] != (k, k, 1) or kernel.shape[3] != x.shape[-1]:
+        raise ValueError(
+            f"depthwise kernel must be [k, k, 1, channels={x.shape[-1]}], got {kernel.shape}"
+        )
+    pads = lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding) if isinstance(padding, str) else padding
+    x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    out_h = (x.shape[1] - k) // strides + 1
+    out_w = (x.shape[2] - k) // strides + 1
+    out = None
+    for i in range(k):
+        for j in range(k):
+            tap = lax.slice(
+                x, (0, i, j, 0),
+                (x.shape[0], i + (out_h - 1) * strides + 1, j + (out_w - 1) * strides + 1, x.shape[3]),
+                (1, strides, strides, 1),
+            ) * kernel[i, j, 0]
+            out = tap if out is None else out + tap
+    return out
+
+
+class DepthwiseConv(nn.Module):
+    """A k x k depthwise convolution without bias, parameter `kernel` [k, k, 1, C] exactly as
+    `nn.Conv(C, (k, k), feature_group_count=C)` stores it (so weights convert unchanged)."""
+
+    kernel_size: int = 3
+    strides: int = 1
+    padding: Padding = "SAME"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        kernel = self.param(
+            "kernel", conv_kernel_init(), (self.kernel_size, self.kernel_size, 1, channels)
+        )
+        x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+        padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
+        return depthwise_conv2d(x, kernel, strides=self.strides, padding=padding)
+
+
 class ConvBN(nn.Module):
     """Conv (no bias) -> BatchNorm -> activation: the unit every MobileNet is made of.
 
@@ -133,17 +187,20 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.Conv(
-            self.features,
-            (self.kernel_size, self.kernel_size),
-            strides=(self.strides, self.strides),
-            padding=self.padding,
-            feature_group_count=self.groups,
-            use_bias=False,
-            dtype=self.dtype,
-            kernel_init=conv_kernel_init(),
-            name="conv",
-        )(x)
+        if self.groups > 1 and self.groups == self.features == x.shape[-1]:
+            x = DepthwiseConv(self.kernel_size, self.strides, self.padding, self.dtype, name="conv")(x)
+        else:
+            x = nn.Conv(
+                self.features,
+                (self.kernel_size, self.kernel_size),
+                strides=(self.strides, self.strides),
+                padding=self.padding,
+                feature_group_count=self.groups,
+                use_bias=False,
+                dtype=self.dtype,
+                kernel_init=conv_kernel_init(),
+                name="conv",
+            )(x)
         x = self.norm(use_running_average=not train, name="bn")(x)
         return get_activation(self.activation)(x)
 

@@ -5,17 +5,20 @@ Multiply-adds follow the papers' convention (MobileNets Sec. 3, V2 Table 4): eve
 convolution (depthwise included), the squeeze-excite 1x1 convs, the post-pool 1x1 convs and
 the classifier count; BatchNorm, activations, pooling, SE scaling and additions do not.
 They are counted for one image, by walking the jaxpr of `model.apply` and adding up
-`conv_general_dilated` and `dot_general` equations (recursing into nested jaxprs).
+`conv_general_dilated`, `dot_general` and depthwise-conv equations (`layers.depthwise_conv2d`
+is one named call; other nested jaxprs are walked into).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mobilenet_jax.layers import depthwise_conv2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,18 +63,42 @@ def model_size(model: nn.Module, resolution: Optional[int] = None) -> ModelSize:
     )
 
 
+def is_depthwise(eqn: Any) -> bool:
+    """Whether a jaxpr equation is one `layers.depthwise_conv2d` call."""
+    return eqn.params.get("name") == depthwise_conv2d.__name__
+
+
+def iter_equations(jaxpr: Any) -> Iterator[Any]:
+    """Every equation of a jaxpr and of its nested jaxprs, a depthwise conv as one equation."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        if not is_depthwise(eqn):
+            for sub in _sub_jaxprs(eqn.params):
+                yield from iter_equations(sub)
+
+
+def is_convolution(eqn: Any) -> bool:
+    return eqn.primitive.name == "conv_general_dilated" or is_depthwise(eqn)
+
+
 def jaxpr_madds(jaxpr: Any) -> int:
     """Sums the multiply-adds of the conv and matmul equations of a jaxpr, recursively."""
     total = 0
-    for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        if name == "conv_general_dilated":
+    for eqn in iter_equations(jaxpr):
+        if eqn.primitive.name == "conv_general_dilated":
             total += _conv_madds(eqn)
-        elif name == "dot_general":
+        elif is_depthwise(eqn):
+            total += _depthwise_madds(eqn)
+        elif eqn.primitive.name == "dot_general":
             total += _dot_madds(eqn)
-        for sub in _sub_jaxprs(eqn.params):
-            total += jaxpr_madds(sub)
     return total
+
+
+def _depthwise_madds(eqn: Any) -> int:
+    """Output elements x kernel window (one input channel per output channel)."""
+    (out,) = eqn.outvars
+    kh, kw = eqn.invars[1].aval.shape[:2]
+    return int(np.prod(out.aval.shape, dtype=np.int64)) * kh * kw
 
 
 def _conv_madds(eqn: Any) -> int:

@@ -16,7 +16,8 @@ from mobilenet_jax import ModelConfigError, create_model
 from mobilenet_jax.blocks import DepthwiseSeparable, InvertedResidual, SeparableConvBN
 from mobilenet_jax.layers import hard_sigmoid, hard_swish, make_divisible, relu6
 from mobilenet_jax.models import mobilenet_v1
-from mobilenet_jax.profile import abstract_variables, count_leaves, count_madds, jaxpr_madds, model_size
+from mobilenet_jax.profile import (abstract_variables, count_leaves, count_madds, is_convolution, is_depthwise,
+                                   iter_equations, jaxpr_madds, model_size)
 
 
 def _jaxpr(model, resolution: int, batch: int = 2):
@@ -25,14 +26,7 @@ def _jaxpr(model, resolution: int, batch: int = 2):
     return jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x).jaxpr
 
 
-def _eqns(jaxpr):
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (list, tuple)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _eqns(inner)
+_eqns = iter_equations
 
 
 def residual_adds(model, resolution: int) -> list[tuple[int, ...]]:
@@ -89,10 +83,10 @@ def test_make_divisible_rounds_to_a_nearby_multiple_of_8(value):
 
 def test_v1_table_1_has_28_layers_and_a_7x7x1024_output():
     model = create_model("mobilenet_v1")
-    convs = [e for e in _eqns(_jaxpr(model, 224, batch=1)) if e.primitive.name == "conv_general_dilated"]
+    convs = [e for e in _eqns(_jaxpr(model, 224, batch=1)) if is_convolution(e)]
     assert len(convs) == 27  # 27 convs + the fully connected layer = 28 (Table 1)
     assert convs[-1].outvars[0].aval.shape == (1, 7, 7, 1024)
-    depthwise = [e for e in convs if e.params["feature_group_count"] > 1]
+    depthwise = [e for e in convs if is_depthwise(e)]
     assert len(depthwise) == 13
 
 
@@ -259,7 +253,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     model = create_model("mobilenet_v2", width=0.35, num_classes=7, dtype=jnp.bfloat16)
     variables, x = _init_apply(model)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    conv_dtypes = {e.outvars[0].aval.dtype for e in _eqns(_jaxpr(model, 32)) if e.primitive.name == "conv_general_dilated"}
+    conv_dtypes = {e.outvars[0].aval.dtype for e in _eqns(_jaxpr(model, 32)) if is_convolution(e)}
     assert conv_dtypes == {jnp.dtype(jnp.bfloat16)}
     logits = _apply(model, variables, x)
     assert logits.dtype == jnp.float32 and logits.shape == (2, 7)
