@@ -379,3 +379,24 @@ def test_jaxpr_madds_counts_a_single_dense_layer():
     dense = nn.Dense(10)
     v = dense.init(jax.random.key(0), jnp.ones((1, 7)))
     assert jaxpr_madds(jax.make_jaxpr(dense.apply)(v, jnp.ones((1, 7))).jaxpr) == 70
+
+
+@pytest.mark.parametrize("k,strides,padding", [(3, 1, "SAME"), (3, 2, "SAME"), (5, 2, "SAME"),
+                                               (3, 2, ((0, 1), (0, 1))), (3, 1, "VALID"), (5, 1, "SAME")])
+def test_depthwise_conv2d_equals_xla_grouped_convolution(k, strides, padding):
+    """The shifted multiply-add formulation computes the grouped convolution, forward and
+    gradients (odd sizes exercise the 'SAME' stride-2 asymmetric padding)."""
+    from mobilenet_jax.layers import depthwise_conv2d
+
+    rng = np.random.default_rng(k * 10 + strides)
+    x = jnp.asarray(rng.standard_normal((2, 11, 10, 6), np.float32))
+    w = jnp.asarray(rng.standard_normal((k, k, 1, 6), np.float32))
+    grouped = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (strides, strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+    shifted = lambda x, w: depthwise_conv2d(x, w, strides=strides, padding=padding)  # noqa: E731
+    np.testing.assert_allclose(shifted(x, w), grouped(x, w), rtol=1e-5, atol=1e-5)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    for got, want in zip(jax.grad(loss(shifted), (0, 1))(x, w), jax.grad(loss(grouped), (0, 1))(x, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="depthwise kernel"):
+        depthwise_conv2d(x, w[:, :, :, :5])
