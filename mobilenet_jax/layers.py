@@ -123,8 +123,8 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: int = 1, padding:
     `feature_group_count=C`). Computes exactly what `lax.conv_general_dilated` with
     `feature_group_count=C` computes, but as one elementwise fusion that XLA compiles well on
     every backend, and whose gradient is elementwise too; XLA:CPU's grouped convolution is
-    ~40x slower forward and ~5x slower backward at MobileNet sizes
-    (`python -m benchmarks.depthwise`, results in benchmarks/NOTES.md). It is a named `jit` so
+    25x slower forward and 15x slower forward+backward over MobileNetV2-0.35's depthwise
+    shapes (`python -m benchmarks.depthwise`, results in benchmarks/NOTES.md). It is a named `jit` so
     that a traced model shows each depthwise conv as one equation (`profile.is_depthwise`).
     """
     k = kernel.shape[0]

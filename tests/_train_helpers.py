@@ -23,25 +23,28 @@ def tiny_config(**overrides):
     return load_config(TINY_CONFIG, overrides)
 
 
-def cli(workdir: str, *overrides: str, devices: int = 2) -> list[str]:
-    """argv of `python -m mobilenet_jax.train` on the tiny config."""
+def cli(workdir: str, *overrides: str, config: str = TINY_CONFIG) -> list[str]:
+    """argv of `python -m mobilenet_jax.train` on `config` (the tiny one by default)."""
     return [
-        sys.executable, "-m", "mobilenet_jax.train", f"--config={TINY_CONFIG}",
+        sys.executable, "-m", "mobilenet_jax.train", f"--config={config}",
         f"--workdir={workdir}", f"--config.compilation_cache_dir={TEST_CACHE_DIR}", *overrides,
     ]
 
 
-def cli_env(devices: int) -> dict:
+def cli_env(devices: int, xla_flags: str = TEST_XLA_FLAGS) -> dict:
+    """The environment of a trainer subprocess: `devices` fake CPU devices, and the suite's
+    fast-compile XLA flags unless `xla_flags` says otherwise ("" = XLA's defaults)."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {xla_flags}"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("JAX_COORDINATOR_ADDRESS", None)
     return env
 
 
-def run_cli(workdir: str, *overrides: str, devices: int = 2, timeout: float = 240):
+def run_cli(workdir: str, *overrides: str, devices: int = 2, timeout: float = 240,
+            config: str = TINY_CONFIG, xla_flags: str = TEST_XLA_FLAGS):
     proc = subprocess.run(
-        cli(workdir, *overrides), env=cli_env(devices), cwd=REPO, capture_output=True,
+        cli(workdir, *overrides, config=config), env=cli_env(devices, xla_flags), cwd=REPO, capture_output=True,
         text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -26,14 +26,11 @@ def _jaxpr(model, resolution: int, batch: int = 2):
     return jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x).jaxpr
 
 
-_eqns = iter_equations
-
-
 def residual_adds(model, resolution: int) -> list[tuple[int, ...]]:
     """Shapes of the additions that join two feature maps (not BatchNorm's bias adds,
     whose second operand is a broadcast vector)."""
     shapes = []
-    for eqn in _eqns(_jaxpr(model, resolution)):
+    for eqn in iter_equations(_jaxpr(model, resolution)):
         if eqn.primitive.name == "add":
             a, b = (v.aval.shape for v in eqn.invars)
             if a == b and len(a) == 4 and a[1] * a[2] > 1:
@@ -83,7 +80,7 @@ def test_make_divisible_rounds_to_a_nearby_multiple_of_8(value):
 
 def test_v1_table_1_has_28_layers_and_a_7x7x1024_output():
     model = create_model("mobilenet_v1")
-    convs = [e for e in _eqns(_jaxpr(model, 224, batch=1)) if is_convolution(e)]
+    convs = [e for e in iter_equations(_jaxpr(model, 224, batch=1)) if is_convolution(e)]
     assert len(convs) == 27  # 27 convs + the fully connected layer = 28 (Table 1)
     assert convs[-1].outvars[0].aval.shape == (1, 7, 7, 1024)
     depthwise = [e for e in convs if is_depthwise(e)]
@@ -208,7 +205,7 @@ def test_xception_residual_switch_removes_every_shortcut():
 def test_xception_intermediate_activation_sits_in_every_separable_conv(activation, primitive):
     base = create_model("xception", width=0.25)
     variant = create_model("xception", width=0.25, separable_activation=activation)
-    count = lambda m: sum(e.primitive.name == primitive for e in _eqns(_jaxpr(m, 71)))  # noqa: E731
+    count = lambda m: sum(e.primitive.name == primitive for e in iter_equations(_jaxpr(m, 71)))  # noqa: E731
     n_separable = 3 * 2 + 8 * 3 + 2 + 2  # entry, middle, exit module, exit convs
     assert count(variant) - count(base) == n_separable
     assert count_leaves(abstract_variables(variant, 71)) == count_leaves(abstract_variables(base, 71))
@@ -253,7 +250,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     model = create_model("mobilenet_v2", width=0.35, num_classes=7, dtype=jnp.bfloat16)
     variables, x = _init_apply(model)
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    conv_dtypes = {e.outvars[0].aval.dtype for e in _eqns(_jaxpr(model, 32)) if is_convolution(e)}
+    conv_dtypes = {e.outvars[0].aval.dtype for e in iter_equations(_jaxpr(model, 32)) if is_convolution(e)}
     assert conv_dtypes == {jnp.dtype(jnp.bfloat16)}
     logits = _apply(model, variables, x)
     assert logits.dtype == jnp.float32 and logits.shape == (2, 7)

@@ -26,7 +26,7 @@ _SPLIT_SEEDS = {"train": 0, "eval": 1}
 
 
 def _signed_distance(cls: int, x: np.ndarray, y: np.ndarray, r: np.ndarray, t: np.ndarray):
-    """Positive inside the shape. x, y: [n, H, W] centred, rotated coordinates; r: size;
+    """Positive inside the shape. x, y: [n, H, W] coordinates centred on the shape; r: size;
     t: stroke half-width (both [n, 1, 1])."""
     rad = np.sqrt(x**2 + y**2)
     box = np.maximum(np.abs(x), np.abs(y))
