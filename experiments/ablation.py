@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,10 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "warmup_steps": 0, "num_devices": 1, "progress_bar": False, "tensorboard": False,
 }
 # Defaults of every CPU-scale sweep (each Ablation adds its own).
-CPU_OVERRIDES: dict[str, Any] = {"num_devices": 1, "progress_bar": False, "tensorboard": False}
+CPU_OVERRIDES: dict[str, Any] = {
+    "num_devices": 1, "progress_bar": False, "tensorboard": False, "checkpoint_every_steps": 0,
+    "embedded_num_train": 8000, "embedded_num_eval": 1000, "eval_every_steps": 50,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,10 @@ class Ablation:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Optional extra output: (stats, configs by group, exp_dir) -> (figures, sections) for the report.
     extra: Callable[..., tuple[list[tuple[str, str]], list[tuple[str, str]]]] | None = None
+    # Variants / orderings for --config or --dataset runs where they differ from the CPU scale's
+    # (V1's grid: the paper's widths and resolutions).
+    full_scale_variants: Mapping[str, Mapping[str, Any]] | None = None
+    full_scale_expect: Sequence[tuple[str, str]] | None = None
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -104,6 +112,13 @@ def verdict(stats: Mapping[str, common.GroupStats], expect: Sequence[tuple[str, 
     return head, lines
 
 
+def scaled(ab: Ablation, cpu_scale: bool) -> Ablation:
+    """The ablation at full scale uses its ``full_scale_*`` variants and orderings where it has them."""
+    if cpu_scale or ab.full_scale_variants is None:
+        return ab
+    return dataclasses.replace(ab, variants=ab.full_scale_variants, expect=ab.full_scale_expect or ab.expect)
+
+
 def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments.{ab.name}",
@@ -120,6 +135,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
 
     cpu_scale = args.config == EMBEDDED_CONFIG and args.dataset in (None, "embedded")
     overrides: dict[str, Any] = {**CPU_OVERRIDES, **ab.cpu_overrides} if cpu_scale else {}
+    ab = scaled(ab, cpu_scale)
     if args.smoke:
         overrides.update(SMOKE_OVERRIDES)
     if args.dataset:
@@ -155,8 +171,9 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
              f"image size {config.image_size}, batch {config.batch_size}, "
              f"{config.num_train_steps if config.num_train_steps >= 0 else str(config.num_epochs) + ' epochs'} steps, "
              f"optimizer {config.optimizer} lr {config.learning_rate} ({config.lr_schedule}); seeds {seeds}. "
-             f"Sweep wall time this invocation: {time.perf_counter() - start:.0f} s "
-             f"(runs reused from earlier invocations: {sum(r.resumed for r in results)}).")
+             f"Training time, sum over the {len(results)} runs: {sum(r.wall_s for r in results) / 60:.1f} min "
+             f"({os.cpu_count()} CPU cores seen; runs reused from earlier "
+             f"invocations: {sum(r.resumed for r in results)}, this invocation {time.perf_counter() - start:.0f} s).")
     caveat = ("" if not cpu_scale else
               " This is the embedded shapes data set at CPU scale, not ImageNet: a few minutes of training on a "
               "small model, so gaps of a few tenths of a point are within noise, and the paper's ImageNet gaps need "

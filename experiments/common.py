@@ -473,9 +473,10 @@ def plot_curves(
             ax.fill_between(s.steps, s.lo * scale, s.hi * scale, color=color, alpha=0.18, lw=0)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", title="mean over seeds, band = min–max", title_fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    # Below the axes: never over a curve, however many variants.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), title="mean over seeds, band = min–max",
+              title_fontsize=8, frameon=False)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -499,8 +500,10 @@ def plot_tradeoff(
     ylabel: str = "eval top-1 accuracy (%)",
     xlabel: str = "multiply-adds (millions, log scale)",
     scale: float = 100.0,
+    unjoined: Sequence[str] = (),
 ) -> Path:
-    """Accuracy against multiply-adds on a log x axis, error bars = seed std, one marker/colour per series."""
+    """Accuracy against multiply-adds on a log x axis, error bars = seed std, one marker/colour per series;
+    a series in ``unjoined`` (unrelated networks) gets markers without a line."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     series = list(dict.fromkeys(p.series for p in points))
@@ -508,7 +511,8 @@ def plot_tradeoff(
         pts = sorted((p for p in points if p.series == name), key=lambda p: p.madds)
         x = [p.madds / 1e6 for p in pts]
         ax.errorbar(
-            x, [p.mean * scale for p in pts], yerr=[p.std * scale for p in pts], fmt="o-", ms=5, lw=1,
+            x, [p.mean * scale for p in pts], yerr=[p.std * scale for p in pts], fmt="s" if name in unjoined else "o-",
+            ms=5, lw=1,
             capsize=3, color=PALETTE[i % len(PALETTE)], label=name,
         )
         for p, xi in zip(pts, x):
@@ -516,9 +520,8 @@ def plot_tradeoff(
     ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 

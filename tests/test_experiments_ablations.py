@@ -2,6 +2,8 @@
 its image size; verdict logic; every script end to end at smoke scale."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,12 +66,28 @@ def test_verdict():
 
 
 def test_v1_madds_follow_the_paper_ordering():
-    """Table 4: full conv costs ~8.6x separable; Table 5: shallow is cheaper than full depth."""
+    """At the paper's scale: Table 4's full conv costs ~8.6x separable, Table 5's shallow net and
+    the thinner 0.75 net cost about the same; the CPU scale keeps the grid's orderings."""
     ab = v1_tradeoffs.ABLATION
-    configs = ablation.build_configs(ab, ablation.EMBEDDED_CONFIG, {**ablation.CPU_OVERRIDES, **ab.cpu_overrides})
-    m = {g: v1_tradeoffs.madds_of(configs[g]) for g in ("w1.0-r56", "full-conv", "shallow", "w0.5-r56")}
-    assert 7.0 < m["full-conv"] / m["w1.0-r56"] < 10.0
-    assert m["shallow"] < m["w1.0-r56"] and m["w0.5-r56"] < m["w1.0-r56"]
+    full = ablation.build_configs(
+        dataclasses.replace(ab, variants=ab.full_scale_variants), ablation.EMBEDDED_CONFIG, {})
+    m = {g: v1_tradeoffs.madds_of(full[g]) for g in ("w1.0-r224", "full-conv", "shallow", "w0.75-r224")}
+    assert 7.0 < m["full-conv"] / m["w1.0-r224"] < 10.0
+    assert m["shallow"] < m["w1.0-r224"] and 0.8 < m["shallow"] / m["w0.75-r224"] < 1.25
+    assert {pair for pair in ab.full_scale_expect} >= {("full-conv", "w1.0-r224"), ("w0.75-r224", "shallow")}
+    cpu = ablation.build_configs(ab, ablation.EMBEDDED_CONFIG, {**ablation.CPU_OVERRIDES, **ab.cpu_overrides})
+    assert (cpu["w0.5-r56"].model_kwargs["width"], cpu["w0.5-r56"].image_size) == (0.5, 56)
+    cpu_madds = [v1_tradeoffs.madds_of(cpu[f"w{w}-r56"]) for w in v1_tradeoffs.CPU_WIDTHS]
+    assert cpu_madds == sorted(cpu_madds, reverse=True)
+
+
+def test_full_scale_runs_use_the_papers_variants():
+    ab = v1_tradeoffs.ABLATION
+    assert ablation.scaled(ab, cpu_scale=True) is ab
+    full = ablation.scaled(ab, cpu_scale=False)
+    assert "w1.0-r224" in full.variants and "w0.5-r56" not in full.variants
+    assert all(g in full.variants for pair in full.expect for g in pair)
+    assert ablation.scaled(v2_shortcut.ABLATION, cpu_scale=False) is v2_shortcut.ABLATION
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
@@ -84,3 +102,14 @@ def test_smoke_end_to_end(script, tmp_path):
     assert all((out / "runs" / f"{group}-s0" / "final.json").exists() for group in ab.expect[0])
     text = report.read_text()
     assert ab.paper_claim[:40] in text and "accuracy_vs_steps.png" in text
+
+
+def test_demo_writes_both_experiments_and_says_where_the_figures_are(tmp_path, capsys):
+    from experiments import demo
+
+    page = demo.main(["--out", str(tmp_path), "--smoke"])
+    text = page.read_text()
+    assert "relu_manifold/" in text and "v2_bottleneck_smoke/" in text
+    printed = capsys.readouterr().out
+    for png in ("relu_manifold/figure1_relu.png", "v2_bottleneck_smoke/accuracy_vs_steps.png"):
+        assert (tmp_path / png).exists() and png in printed
