@@ -221,6 +221,20 @@ def _result_from_final(final: Mapping[str, Any], resumed: bool) -> RunResult:
     )
 
 
+def _check_same_config(stored: Any, config: Any, final_path: Path) -> None:
+    """A finished run is reused only for the config it was run with (else its numbers would lie)."""
+    current = json.loads(json.dumps(to_jsonable(config)))
+    if stored is None or stored == current:
+        return
+    flat = lambda d, p="": ({f"{p}{k}": v for kk, vv in d.items() for k, v in flat(vv, f"{kk}.").items()}  # noqa: E731
+                            if isinstance(d, dict) else {p.rstrip("."): d})
+    a, b = flat(stored), flat(current)
+    key = next(k for k in sorted(set(a) | set(b)) if a.get(k, "<missing>") != b.get(k, "<missing>"))
+    raise ValueError(
+        f"{final_path} was run with {key}={a.get(key, '<missing>')!r}, this sweep asks for "
+        f"{b.get(key, '<missing>')!r}: pass --rerun to train it again, or --out for a fresh results directory")
+
+
 def run_sweep(
     specs: Sequence[RunSpec],
     run_fn: RunFn,
@@ -250,8 +264,10 @@ def run_sweep(
         workdir = exp_dir / "runs" / spec.run_id
         final_path = workdir / "final.json"
         if final_path.exists() and not rerun:
+            final = read_json(final_path)
+            _check_same_config(final.get("config"), spec.config, final_path)
             log(f"[{i}/{len(specs)}] {spec.run_id}: finished earlier, skipped")
-            results.append(_result_from_final(read_json(final_path), resumed=True))
+            results.append(_result_from_final(final, resumed=True))
             continue
         workdir.mkdir(parents=True, exist_ok=True)
         log(f"[{i}/{len(specs)}] {spec.run_id}: running")

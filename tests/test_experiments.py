@@ -126,6 +126,17 @@ def test_sweep_runs_each_config_and_resumes(tmp_path):
     assert len(calls) == 7
 
 
+def test_finished_run_of_another_config_is_refused_not_reused(tmp_path):
+    calls: list = []
+    common.run_sweep(common.with_seeds({"a": {"quality": 0.8, "lr": 0.02}}, [0]), _fake_run_fn(calls), tmp_path,
+                     log=lambda _: None)
+    changed = common.with_seeds({"a": {"quality": 0.8, "lr": 0.05}}, [0])
+    with pytest.raises(ValueError, match=r"lr=0.02, this sweep asks for 0.05: pass --rerun"):
+        common.run_sweep(changed, _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    common.run_sweep(changed, _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
+    assert len(calls) == 2
+
+
 def test_interrupted_run_without_final_json_is_run_again(tmp_path):
     calls: list = []
     specs = common.with_seeds({"a": {"quality": 0.8}}, seeds=[0])
