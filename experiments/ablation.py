@@ -95,14 +95,25 @@ def train_run(config: Any, workdir: Path) -> dict[str, Any]:
 
 
 def verdict(stats: Mapping[str, common.GroupStats], expect: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
-    """'Supported' / 'Contradicted' / 'Inconclusive' from the paper's orderings, with one line each."""
+    """'Supported' / 'Contradicted' / 'Inconclusive' from the paper's orderings, with one line each.
+
+    A pair is judged on final accuracy (gap beyond 2 standard errors over seeds); where the finals
+    are within noise (e.g. both near 100%), on the mean of the learning curve instead: which
+    variant converged faster, said as such."""
     lines, states = [], []
     for better, worse in expect:
-        diff, se = common.gap(stats[better], stats[worse])
-        n = min(stats[better].n, stats[worse].n)
-        state = "inconclusive" if n < 2 or abs(diff) <= 2 * se else ("agrees" if diff > 0 else "disagrees")
+        a, b = stats[better], stats[worse]
+        n = min(a.n, b.n)
+        state = _state(*common.gap(a, b), n)
+        line = f"paper: {better} > {worse}. Here: {common.compare_text(a, b)}"
+        if state == "inconclusive" and n >= 2:
+            speed_diff, speed_se = common.gap(a, b, over_run=True)
+            state = _state(speed_diff, speed_se, n)
+            line += (f"; over the run (mean of the curve) {speed_diff * 100:+.2f} ± {speed_se * 100:.2f} pts: "
+                     + ({"agrees": f"{better} converges faster", "disagrees": f"{worse} converges faster",
+                         "inconclusive": "no faster variant either"}[state]))
         states.append(state)
-        lines.append(f"paper: {better} > {worse}. Here: {common.compare_text(stats[better], stats[worse])} → **{state}**.")
+        lines.append(f"{line} → **{state}**.")
     if all(s == "agrees" for s in states):
         head = "Supported"
     elif any(s == "disagrees" for s in states):
@@ -110,6 +121,10 @@ def verdict(stats: Mapping[str, common.GroupStats], expect: Sequence[tuple[str, 
     else:
         head = "Inconclusive" if not any(s == "agrees" for s in states) else "Partly supported"
     return head, lines
+
+
+def _state(diff: float, se: float, n: int) -> str:
+    return "inconclusive" if n < 2 or abs(diff) <= 2 * se else ("agrees" if diff > 0 else "disagrees")
 
 
 def scaled(ab: Ablation, cpu_scale: bool) -> Ablation:
@@ -156,10 +171,11 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
     common.plot_curves(stats, exp_dir / "accuracy_vs_steps.png", title=ab.title, labels=ab.labels)
     head, lines = verdict(stats, ab.expect)
     table = common.markdown_table(
-        ["variant", "config overrides", "final eval accuracy (%)", "min", "max", "seeds"],
+        ["variant", "config overrides", "final eval accuracy (%)", "min", "max", "mean over the run (%)", "seeds"],
         [[ab.labels.get(g, g), f"`{common.to_jsonable(dict(ab.variants[g]))}`",
           common.fmt_mean_std(s.final_mean, s.final_std, s.n), f"{100 * s.finals.min():.2f}",
-          f"{100 * s.finals.max():.2f}", " ".join(map(str, s.seeds))] for g, s in stats.items()])
+          f"{100 * s.finals.max():.2f}", f"{100 * s.speeds.mean():.2f}", " ".join(map(str, s.seeds))]
+         for g, s in stats.items()])
     figures = [("Eval accuracy against training step: mean over seeds, band = min–max.", "accuracy_vs_steps.png")]
     sections = [("Final accuracy", table)]
     if ab.extra is not None:

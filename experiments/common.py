@@ -315,6 +315,13 @@ class GroupStats:
     hi: np.ndarray  # max over seeds
     finals: np.ndarray  # each seed's value at the last common step
     seeds: tuple[int, ...]
+    # each seed's mean over the common steps: the area under its learning curve, i.e. how fast it
+    # converged (Xception Figs. 9-10 are about speed as much as the end point); None: the finals
+    speeds: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.speeds is None:
+            object.__setattr__(self, "speeds", self.finals)
 
     @property
     def n(self) -> int:
@@ -353,14 +360,18 @@ def aggregate(results: Sequence[RunResult], groups: Sequence[str] | None = None)
             hi=values.max(0),
             finals=values[:, -1],
             seeds=tuple(r.seed for r in runs),
+            speeds=values.mean(1),
         )
     return stats
 
 
-def gap(a: GroupStats, b: GroupStats) -> tuple[float, float]:
-    """(final mean of a − final mean of b, its standard error from the seeds' spread)."""
-    se = math.sqrt(a.final_std**2 / a.n + b.final_std**2 / b.n)
-    return a.final_mean - b.final_mean, se
+def gap(a: GroupStats, b: GroupStats, *, over_run: bool = False) -> tuple[float, float]:
+    """(final mean of a − final mean of b, its standard error from the seeds' spread); with
+    ``over_run``, the same for the curves' means (:attr:`GroupStats.speeds`)."""
+    va, vb = (a.speeds, b.speeds) if over_run else (a.finals, b.finals)
+    var = lambda v: float(v.var(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
+    se = math.sqrt(var(va) / len(va) + var(vb) / len(vb))
+    return float(va.mean() - vb.mean()), se
 
 
 def compare_text(a: GroupStats, b: GroupStats, *, scale: float = 100.0, unit: str = "pts") -> str:

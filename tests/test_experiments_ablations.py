@@ -51,10 +51,11 @@ def test_parse_set():
         ablation.parse_set(["oops"])
 
 
-def _stats(group: str, finals: list[float]) -> common.GroupStats:
+def _stats(group: str, finals: list[float], speeds: list[float] | None = None) -> common.GroupStats:
     f = np.asarray(finals)
     one = np.array([f.mean()])
-    return common.GroupStats(group, np.array([100]), one, np.array([f.std(ddof=1)]), one, one, f, tuple(range(len(f))))
+    return common.GroupStats(group, np.array([100]), one, np.array([f.std(ddof=1)]), one, one, f, tuple(range(len(f))),
+                             None if speeds is None else np.asarray(speeds))
 
 
 def test_verdict():
@@ -63,6 +64,12 @@ def test_verdict():
     assert ablation.verdict({"a": hi, "b": lo}, [("b", "a")])[0] == "Contradicted"
     assert ablation.verdict({"a": hi, "c": same}, [("a", "c")])[0] == "Inconclusive"
     assert ablation.verdict({"a": hi, "b": lo, "c": same}, [("a", "b"), ("a", "c")])[0] == "Partly supported"
+    # Finals tied (both saturated): the mean of the curve decides, and the line says it is about speed.
+    fast, slow = _stats("fast", [0.99, 0.995, 0.99], [0.90, 0.91, 0.92]), _stats("slow", [0.99, 0.99, 0.995], [0.70, 0.72, 0.71])
+    head, lines = ablation.verdict({"fast": fast, "slow": slow}, [("fast", "slow")])
+    assert head == "Supported" and "fast converges faster" in lines[0]
+    head, lines = ablation.verdict({"fast": fast, "slow": slow}, [("slow", "fast")])
+    assert head == "Contradicted" and "fast converges faster" in lines[0]
 
 
 def test_v1_madds_follow_the_paper_ordering():
