@@ -192,8 +192,8 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
              f"invocations: {sum(r.resumed for r in results)}, this invocation {time.perf_counter() - start:.0f} s).")
     caveat = ("" if not cpu_scale else
               " This is the embedded shapes data set at CPU scale, not ImageNet: a few minutes of training on a "
-              "small model, so gaps of a few tenths of a point are within noise, and the paper's ImageNet gaps need "
-              "not carry over.")
+              "small model, and the paper's ImageNet gaps need not carry over. With two or three seeds the standard "
+              "error is itself rough: read the 2-s.e. rule as a screen, and a gap under a point as weak evidence.")
     argv_text = " ".join(argv) if argv is not None else ""
     command = f"python -m experiments.{ab.name}" + (f" {argv_text}" if argv_text else "")
     sections += [("Setup", scale), ("Files", "`curves.csv` (every run's eval curve), `summary.csv` (per variant), "
