@@ -542,8 +542,9 @@ def plot_tradeoff(
             ms=5, lw=1,
             capsize=3, color=PALETTE[i % len(PALETTE)], label=name,
         )
-        for p, xi in zip(pts, x):
-            ax.annotate(p.label, (xi, p.mean * scale), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for j, (p, xi) in enumerate(zip(pts, x)):  # unjoined points sit close: stagger their labels
+            offset = (4, 4 - 9 * j) if name in unjoined else (4, 4)
+            ax.annotate(p.label, (xi, p.mean * scale), textcoords="offset points", xytext=offset, fontsize=7)
     ax.set_xscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")

@@ -89,7 +89,7 @@ ABLATION = Ablation(
     # 19% after 300 steps, 51% at 0.05 (30% at 0.1; 32% at 0.02 without clipping).
     cpu_overrides={"model_kwargs": {"width": 1.0, "dropout_rate": 0.0, "bn_momentum": 0.9}, "num_train_steps": 300,
                    "learning_rate": 0.05},
-    runtime="about 40 minutes on 2 CPU cores (18 networks x 2 seeds x 300 steps)",
+    runtime="about 40-75 minutes on 2 CPU cores (18 networks x 2 seeds x 300 steps; 76.6 min measured with other jobs sharing the cores)",
     extra=tradeoff,
 )
 

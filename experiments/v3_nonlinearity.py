@@ -22,7 +22,7 @@ ABLATION = Ablation(
     expect=[("hswish80", "relu"), ("hswish16", "hswish80"), ("hswish80", "hswish112")],
     cpu_overrides={"model_kwargs": {"width": 0.35, "dropout_rate": 0.0, "bn_momentum": 0.9},
                    "num_train_steps": 400},
-    runtime="about 35-50 minutes on 2 CPU cores (8 variants x 2 seeds x 300 steps, V3-Large width 0.35 at 32x32)",
+    runtime="about 25-40 minutes on 2 CPU cores (8 variants x 2 seeds x 400 steps, V3-Large width 0.35 at 32x32; 40.2 min measured with other jobs sharing the cores)",
     labels={"hswish80": "h-swish@80 (paper)", "relu": "ReLU everywhere", "hswish112": "h-swish@112",
             "hswish16": "h-swish@16 (everywhere)"},
 )
