@@ -74,24 +74,23 @@ def measure_trained(name: str, variant: dict, images: int, steps: int, workdir: 
 
     overrides = {"model": name, "num_train_steps": steps, "embedded_num_train": 8000, "embedded_num_eval": images,
                  "eval_every_steps": 0, "checkpoint_every_steps": 0, "num_devices": 1, "progress_bar": False,
-                 "tensorboard": False}
+                 "tensorboard": False, **{f"model_kwargs.{k}": v for k, v in variant.items()}}
     config = load_config(str(Path(__file__).parents[1] / "configs" / "embedded.py"), overrides)
-    config.model_kwargs = {**variant, "dropout_rate": 0.0, "bn_momentum": 0.9}
     result = train_and_evaluate(config, str(workdir / name))
     variables = {"params": result["state"].params, "batch_stats": result["state"].batch_stats}
     x_eval, y_eval = embedded.make_split("eval", images, config.image_size)
     x_rand = np.random.default_rng(2).uniform(-1, 1, x_eval.shape).astype(np.float32)
 
-    def top1(dtype, x):
+    def top1(dtype):  # one compiled forward per dtype, for both image sets
         model = create_model(name, num_classes=embedded.NUM_CLASSES, dtype=dtype, **config.model_kwargs)
-        logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-        return np.asarray(jnp.asarray(logits, jnp.float32)).argmax(-1)
+        apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+        return [np.asarray(jnp.asarray(apply(variables, x), jnp.float32)).argmax(-1) for x in (x_eval, x_rand)]
 
-    f32_eval, f32_rand = top1(jnp.float32, x_eval), top1(jnp.float32, x_rand)
+    (f32_eval, f32_rand), (bf16_eval, bf16_rand) = top1(jnp.float32), top1(jnp.bfloat16)
     return {"model": name, **variant, "resolution": config.image_size, "train_steps": steps, "images": images,
             "eval_accuracy_f32": float(np.mean(f32_eval == y_eval)),
-            "bf16_top1_agreement_eval_images": float(np.mean(f32_eval == top1(jnp.bfloat16, x_eval))),
-            "bf16_top1_agreement_random_images": float(np.mean(f32_rand == top1(jnp.bfloat16, x_rand)))}
+            "bf16_top1_agreement_eval_images": float(np.mean(f32_eval == bf16_eval)),
+            "bf16_top1_agreement_random_images": float(np.mean(f32_rand == bf16_rand))}
 
 
 def main(argv=None) -> int:

@@ -221,14 +221,19 @@ def _result_from_final(final: Mapping[str, Any], resumed: bool) -> RunResult:
     )
 
 
+def _dotted(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (a JSON config, for naming the key that differs)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _dotted(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
 def _check_same_config(stored: Any, config: Any, final_path: Path) -> None:
     """A finished run is reused only for the config it was run with (else its numbers would lie)."""
     current = json.loads(json.dumps(to_jsonable(config)))
     if stored is None or stored == current:
         return
-    flat = lambda d, p="": ({f"{p}{k}": v for kk, vv in d.items() for k, v in flat(vv, f"{kk}.").items()}  # noqa: E731
-                            if isinstance(d, dict) else {p.rstrip("."): d})
-    a, b = flat(stored), flat(current)
+    a, b = _dotted(stored), _dotted(current)
     key = next(k for k in sorted(set(a) | set(b)) if a.get(k, "<missing>") != b.get(k, "<missing>"))
     raise ValueError(
         f"{final_path} was run with {key}={a.get(key, '<missing>')!r}, this sweep asks for "
