@@ -8,6 +8,8 @@ rounding differences from step to step (its gradients explode with depth; Yang e
 the first step is compared tightly, the last one relative to each tensor's scale."""
 import subprocess
 
+import pytest
+
 import jax
 import numpy as np
 
@@ -15,6 +17,7 @@ from tests._train_helpers import (
     REPO, assert_trees_close_to_scale, cli, cli_env, free_port, load_checkpoint, tiny_config,
 )
 from mobilenet_jax.train import read_metrics, train_and_evaluate
+from mobilenet_jax.train.distributed import enable_compilation_cache
 
 STEPS = dict(num_train_steps=3, checkpoint_every_steps=1, keep_checkpoints=3, eval_every_steps=0,
              num_eval_steps=2, eval_batch_size=8, warmup_steps=0, learning_rate=1e-4)
@@ -37,6 +40,8 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
         f"--- process {j} (exit {p.returncode}) ---\n{out[-3000:]}" for j, (p, out) in enumerate(zip(procs, outputs))
     )
     assert "process 1 of 2" in outputs[1] or "2 process(es)" in outputs[0]
+    # The suite's shared compilation cache was asked for and refused (see the next test).
+    assert "persistent compilation cache off" in outputs[0]
 
     single = str(tmp_path / "single")
     result = train_and_evaluate(tiny_config(num_devices=4, **STEPS), single)
@@ -58,3 +63,17 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     assert [r["step"] for r in multi_eval] == [3]
     assert multi_eval[0]["num_examples"] == 16
     assert abs(multi_eval[0]["accuracy"] - result["eval_accuracy"]) < 1e-6
+
+
+@pytest.mark.parametrize("process_count, cached", [(1, True), (2, False)])
+def test_compilation_cache_is_off_in_multi_process_cpu_runs(tmp_path, monkeypatch, process_count, cached):
+    """Only process 0 writes the persistent cache and every process has its own key, so with a
+    warm cache process 0 skips compiling while the others do not, and waits at the first gloo
+    collective longer than gloo's fixed 30 s (reproduced: 2 of 2 warm runs under load failed)."""
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.setattr(jax, "process_count", lambda: process_count)
+    try:
+        enable_compilation_cache(str(tmp_path))
+        assert (jax.config.jax_compilation_cache_dir == str(tmp_path)) is cached
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -50,6 +50,18 @@ def maybe_initialize(dist: ml_collections.ConfigDict) -> bool:
 
 def enable_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache (on by default; "" disables it). Re-running a config
-    skips compilation; the cache is keyed by program and backend, so it is safe to share."""
-    if path:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    skips compilation; the cache is keyed by program and backend, so it is safe to share.
+
+    Not in multi-process CPU runs: there every process gets its own cache key (the key holds
+    the process's addressable devices) and only process 0 writes, so on a warm cache process
+    0 loads its programs at once while the others recompile, and process 0 waits at the first
+    gloo collective for the others' whole compile time. Gloo gives a peer 30 s to arrive
+    (its rendezvous timeout is fixed), so a compile longer than that kills the run."""
+    if not path:
+        return
+    if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        log.info("persistent compilation cache off: %d CPU processes would compile unevenly "
+                 "(only process 0 finds its entries) and overrun gloo's 30 s rendezvous",
+                 jax.process_count())
+        return
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
