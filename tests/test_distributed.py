@@ -70,10 +70,13 @@ def test_compilation_cache_is_off_in_multi_process_cpu_runs(tmp_path, monkeypatc
     """Only process 0 writes the persistent cache and every process has its own key, so with a
     warm cache process 0 skips compiling while the others do not, and waits at the first gloo
     collective longer than gloo's fixed 30 s (reproduced: 2 of 2 warm runs under load failed)."""
-    before = jax.config.jax_compilation_cache_dir
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_enable_compilation_cache
     monkeypatch.setattr(jax, "process_count", lambda: process_count)
     try:
         enable_compilation_cache(str(tmp_path))
+        # Off means off, also where JAX_COMPILATION_CACHE_DIR (as this suite sets it) named a dir.
+        assert jax.config.jax_enable_compilation_cache is cached
         assert (jax.config.jax_compilation_cache_dir == str(tmp_path)) is cached
     finally:
-        jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_enable_compilation_cache", before[1])

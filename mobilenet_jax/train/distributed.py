@@ -56,12 +56,15 @@ def enable_compilation_cache(path: str) -> None:
     the process's addressable devices) and only process 0 writes, so on a warm cache process
     0 loads its programs at once while the others recompile, and process 0 waits at the first
     gloo collective for the others' whole compile time. Gloo gives a peer 30 s to arrive
-    (its rendezvous timeout is fixed), so a compile longer than that kills the run."""
-    if not path:
-        return
+    (its rendezvous timeout is fixed), so a compile longer than that kills the run. The cache
+    is then switched off outright, also when JAX_COMPILATION_CACHE_DIR set it; call this
+    before the process compiles anything (JAX decides on the cache at the first compile)."""
     if jax.process_count() > 1 and jax.default_backend() == "cpu":
+        jax.config.update("jax_enable_compilation_cache", False)
         log.info("persistent compilation cache off: %d CPU processes would compile unevenly "
                  "(only process 0 finds its entries) and overrun gloo's 30 s rendezvous",
                  jax.process_count())
+        return
+    if not path:
         return
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
