@@ -52,8 +52,8 @@ def enable_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache (on by default; "" disables it). Re-running a config
     skips compilation; the cache is keyed by program and backend, so it is safe to share.
 
-    Not in multi-process CPU runs: there every process gets its own cache key (the key holds
-    the process's addressable devices) and only process 0 writes, so on a warm cache process
+    Not in multi-process CPU runs: there every process gets its own cache key (the hashed
+    compile options differ per process) and only process 0 writes, so on a warm cache process
     0 loads its programs at once while the others recompile, and process 0 waits at the first
     gloo collective for the others' whole compile time. Gloo gives a peer 30 s to arrive
     (its rendezvous timeout is fixed), so a compile longer than that kills the run. The cache
