@@ -321,12 +321,8 @@ class GroupStats:
     finals: np.ndarray  # each seed's value at the last common step
     seeds: tuple[int, ...]
     # each seed's mean over the common steps: the area under its learning curve, i.e. how fast it
-    # converged (Xception Figs. 9-10 are about speed as much as the end point); None: the finals
-    speeds: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.speeds is None:
-            object.__setattr__(self, "speeds", self.finals)
+    # converged (Xception Figs. 9-10 are about speed as much as the end point)
+    speeds: np.ndarray
 
     @property
     def n(self) -> int:

@@ -55,7 +55,7 @@ def _stats(group: str, finals: list[float], speeds: list[float] | None = None) -
     f = np.asarray(finals)
     one = np.array([f.mean()])
     return common.GroupStats(group, np.array([100]), one, np.array([f.std(ddof=1)]), one, one, f, tuple(range(len(f))),
-                             None if speeds is None else np.asarray(speeds))
+                             f if speeds is None else np.asarray(speeds))
 
 
 def test_verdict():
