@@ -54,8 +54,9 @@ def resolution_for(model: str, resolution: int) -> int:
 # ------------------------------------------------------------------------------------------
 
 
-def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, width: float = 1.0):
-    """(pmapped train step, pmapped eval step, state, train batch, eval batch) of one model."""
+def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, width: float = 1.0,
+               depthwise_impl: str = "auto"):
+    """(pmapped train step, pmapped eval step, state, train batch) of one model."""
     import jax
     import jax.numpy as jnp
 
@@ -65,7 +66,7 @@ def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, wi
 
     config = default_config()
     config.model = model_name
-    config.model_kwargs = {"width": width}
+    config.model_kwargs = {"width": width, "depthwise_impl": depthwise_impl}
     config.dtype = dtype
     config.batch_size = batch_size
     config.ema_decay = 0.9999
@@ -94,10 +95,10 @@ def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, wi
 
 
 def time_ours(model_name: str, batch_size: int, resolution: int, dtype: str, steps: int, repeats: int,
-              width: float = 1.0) -> dict:
+              width: float = 1.0, depthwise_impl: str = "auto") -> dict:
     import jax
 
-    train, evaluate, state, batch = build_step(model_name, batch_size, resolution, dtype, width)
+    train, evaluate, state, batch = build_step(model_name, batch_size, resolution, dtype, width, depthwise_impl)
     t0 = time.perf_counter()
     state, metrics = train(state, batch)
     jax.block_until_ready(metrics)
@@ -136,7 +137,8 @@ def time_ours(model_name: str, batch_size: int, resolution: int, dtype: str, ste
     }
 
 
-def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str, width: float = 1.0) -> dict:
+def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str, width: float = 1.0,
+                  depthwise_impl: str = "auto") -> dict:
     """First-call seconds (compile + one step) of the train step in two fresh processes that
     share one new persistent compilation cache: the first compiles, the second reads it."""
     with tempfile.TemporaryDirectory() as cache:
@@ -145,7 +147,7 @@ def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str,
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.throughput", "--first-call-only", model_name,
                  "--batch-sizes", str(batch_size), "--resolution", str(resolution), "--dtype", dtype,
-                 "--compilation-cache-dir", cache, "--width", str(width)],
+                 "--compilation-cache-dir", cache, "--width", str(width), "--depthwise-impl", depthwise_impl],
                 capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -155,14 +157,14 @@ def compile_times(model_name: str, batch_size: int, resolution: int, dtype: str,
 
 
 def first_call_only(model_name: str, batch_size: int, resolution: int, dtype: str, cache_dir: str,
-                    width: float = 1.0) -> None:
+                    width: float = 1.0, depthwise_impl: str = "auto") -> None:
     import jax
 
     from mobilenet_jax.train.distributed import enable_compilation_cache
 
     enable_compilation_cache(cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    train, _, state, batch = build_step(model_name, batch_size, resolution, dtype, width)
+    train, _, state, batch = build_step(model_name, batch_size, resolution, dtype, width, depthwise_impl)
     t0 = time.perf_counter()
     jax.block_until_ready(train(state, batch))
     print(json.dumps({"first_call_s": time.perf_counter() - t0}))
@@ -289,10 +291,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             row: dict[str, Any] = {"model": model_name, "batch_size": batch_size, "resolution": resolution,
                                    "dtype": args.dtype}
             row["width"] = args.width
+            row["depthwise_impl"] = args.depthwise_impl
             row.update(time_ours(model_name, batch_size, resolution, args.dtype, args.steps, args.repeats,
-                                 args.width))
+                                 args.width, args.depthwise_impl))
             if args.compile_times:
-                row.update(compile_times(model_name, batch_size, resolution, args.dtype, args.width))
+                row.update(compile_times(model_name, batch_size, resolution, args.dtype, args.width,
+                                         args.depthwise_impl))
             if with_torch and model_name in TORCH_MODELS:
                 for compiled in (False, True):
                     ref = time_torch(model_name, batch_size, resolution, args.steps, args.repeats, compiled)
@@ -324,6 +328,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--first-call-only", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--compilation-cache-dir", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier of every model")
+    parser.add_argument("--depthwise-impl", default="auto", choices=["auto", "shifted", "grouped"],
+                        help="depthwise convolution form (layers.depthwise_conv2d; auto = per backend)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -331,7 +337,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             setattr(args, key, value)
     if args.first_call_only:
         first_call_only(args.first_call_only, args.batch_sizes[0], args.resolution, args.dtype,
-                        args.compilation_cache_dir, args.width)
+                        args.compilation_cache_dir, args.width, args.depthwise_impl)
         return 0
     result = run(args, argv)
     print()

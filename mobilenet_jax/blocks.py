@@ -24,6 +24,7 @@ from mobilenet_jax.layers import (
     Padding,
     SqueezeExcite,
     batch_norm,
+    DepthwiseImpl,
     conv_kernel_init,
     get_activation,
 )
@@ -48,6 +49,7 @@ class DepthwiseSeparable(nn.Module):
     padding: Padding = "SAME"
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
+    depthwise_impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -61,6 +63,7 @@ class DepthwiseSeparable(nn.Module):
             padding=self.padding,
             norm=self.norm,
             dtype=self.dtype,
+            depthwise_impl=self.depthwise_impl,
             name="depthwise",
         )(x, train)
         return ConvBN(
@@ -99,6 +102,7 @@ class InvertedResidual(nn.Module):
     shortcut: ShortcutKind = "bottleneck"
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
+    depthwise_impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(
@@ -132,6 +136,7 @@ class InvertedResidual(nn.Module):
             activation=self.activation,
             norm=self.norm,
             dtype=self.dtype,
+            depthwise_impl=self.depthwise_impl,
             name="depthwise",
         )(x, train)
         if self.se_features is not None:
@@ -162,11 +167,12 @@ class SeparableConvBN(nn.Module):
     intermediate_activation: str = "none"
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
+    depthwise_impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         in_features = x.shape[-1]
-        x = DepthwiseConv(3, dtype=self.dtype, name="depthwise")(x)
+        x = DepthwiseConv(3, dtype=self.dtype, impl=self.depthwise_impl, name="depthwise")(x)
         x = get_activation(self.intermediate_activation)(x)
         x = nn.Conv(
             self.features,
@@ -196,6 +202,7 @@ class XceptionModule(nn.Module):
     intermediate_activation: str = "none"
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
+    depthwise_impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -208,6 +215,7 @@ class XceptionModule(nn.Module):
                 intermediate_activation=self.intermediate_activation,
                 norm=self.norm,
                 dtype=self.dtype,
+                depthwise_impl=self.depthwise_impl,
                 name=f"sepconv_{i}",
             )(x, train)
         strides = 2 if self.pool else 1

@@ -9,6 +9,7 @@ what Keras's `correct_pad` + 'valid' computes.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -100,14 +101,137 @@ def batch_norm(
     `momentum` is the decay of the moving averages (Keras `momentum`, TF `decay`);
     `axis_name` (e.g. "batch" under `jax.pmap`) makes the statistics cross-replica.
     Blocks call it as `norm(use_running_average=not train, name=...)`.
-
-    The batch variance is two-pass, mean((x - mean)^2), as Keras computes it; the one-pass
-    E[x^2] - E[x]^2 cancels in float32 when |mean| >> std (one more reduction is the cost).
     """
-    return functools.partial(
-        nn.BatchNorm, momentum=momentum, epsilon=epsilon, axis_name=axis_name, dtype=dtype,
-        use_fast_variance=False,
-    )
+    return functools.partial(BatchNorm, momentum=momentum, epsilon=epsilon, axis_name=axis_name, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm (Ioffe & Szegedy 2015, Alg. 1) with the fewest passes over the activations
+# --------------------------------------------------------------------------------------------
+
+
+def _sum_pair(a: jax.Array, b: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """(sum a, sum b) over `axes`: sibling reductions of one input, which XLA fuses into one
+    two-output reduction on GPU/TPU (multi-output fusion)."""
+    return jnp.sum(a, axes), jnp.sum(b, axes)
+
+
+def _count(x: jax.Array, axes: tuple[int, ...], axis_name: Optional[str]):
+    """Elements per channel over `axes`, on all replicas of `axis_name`."""
+    n = math.prod(x.shape[a] for a in axes)
+    return n * lax.psum(1, axis_name) if axis_name is not None else n
+
+
+def moments_one_pass(x: jax.Array, shift: jax.Array, axes: tuple[int, ...], axis_name: Optional[str] = None):
+    """Mean and biased variance from one pass: sums of d = x - shift and d^2 (one two-output
+    reduction; cross-replica, one psum of both). var = E[d^2] - E[d]^2 loses ~(mean - shift)^2
+    / var of float32 precision: exact enough with the shift at the running mean, while the
+    naive E[x^2] - E[x]^2 (shift = 0) fails where |mean| >> std."""
+    d = x - shift
+    s1, s2 = _sum_pair(d, d * d, axes)
+    if axis_name is not None:
+        s1, s2 = lax.psum((s1, s2), axis_name)
+    n = _count(x, axes, axis_name)
+    mean_d = s1 / n
+    return shift + mean_d, jnp.maximum(s2 / n - mean_d * mean_d, 0.0)
+
+
+def moments_two_pass(x: jax.Array, shift: jax.Array, axes: tuple[int, ...], axis_name: Optional[str] = None):
+    """Mean, then E[(x - mean)^2]: two passes (and, cross-replica, two collectives)."""
+    del shift
+    mean = jnp.mean(x, axes)
+    if axis_name is not None:
+        mean = lax.pmean(mean, axis_name)
+    var = jnp.mean(jnp.square(x - mean), axes)
+    if axis_name is not None:
+        var = lax.pmean(var, axis_name)
+    return mean, var
+
+
+def batch_moments(x: jax.Array, shift: jax.Array, axes: tuple[int, ...], axis_name: Optional[str] = None):
+    """Batch mean and biased variance of float32 `x` over `axes` (and `axis_name`), in the
+    form each backend runs fastest: one pass on GPU/TPU (the activations are read once), two
+    on the CPU, where XLA vectorises a plain reduction about 2x better than one with a
+    broadcast subtract inside (benchmarks/NOTES.md)."""
+    one = functools.partial(moments_one_pass, axes=axes, axis_name=axis_name)
+    two = functools.partial(moments_two_pass, axes=axes, axis_name=axis_name)
+    return lax.platform_dependent(x, shift, cpu=two, default=one)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def batch_norm_train(x, scale, bias, shift, epsilon: float, axes: tuple[int, ...], axis_name: Optional[str]):
+    """Training-mode BatchNorm: (y, batch mean, batch variance), statistics in float32.
+
+    y = (x - mean) / sqrt(var + epsilon) * scale + bias in x's dtype. `shift` (the running
+    mean, not differentiated) only steadies the one-pass statistics. The VJP is the textbook
+    fused backward: one two-output reduction (sum dy, sum dy * xhat) and one elementwise pass;
+    cross-replica, one psum of the two sums. The mean and variance outputs feed the running
+    averages only and are not differentiated.
+    """
+    return _batch_norm_train_fwd(x, scale, bias, shift, epsilon, axes, axis_name)[0]
+
+
+def _batch_norm_train_fwd(x, scale, bias, shift, epsilon, axes, axis_name):
+    xf = x.astype(jnp.float32)
+    mean, var = batch_moments(xf, lax.stop_gradient(shift), axes, axis_name)
+    inv = lax.rsqrt(var + epsilon)
+    y = ((xf - mean) * (scale * inv) + bias).astype(x.dtype)
+    return (y, mean, var), (x, mean, inv, scale)
+
+
+def _batch_norm_train_bwd(epsilon, axes, axis_name, residuals, cotangents):
+    x, mean, inv, scale = residuals
+    dy = cotangents[0].astype(jnp.float32)
+    xhat = (x.astype(jnp.float32) - mean) * inv
+    sum_dy, sum_dy_xhat = _sum_pair(dy, dy * xhat, axes)
+    total_dy, total_dy_xhat = sum_dy, sum_dy_xhat
+    if axis_name is not None:
+        total_dy, total_dy_xhat = lax.psum((sum_dy, sum_dy_xhat), axis_name)
+    n = _count(x, axes, axis_name)
+    dx = (scale * inv) * (dy - total_dy / n - xhat * (total_dy_xhat / n))
+    return dx.astype(x.dtype), sum_dy_xhat, sum_dy, jnp.zeros_like(mean)
+
+
+batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
+
+
+class BatchNorm(nn.Module):
+    """BatchNorm over all axes but the last (NHWC), with flax's `nn.BatchNorm` variables
+    (`params`: scale, bias; `batch_stats`: mean, var) and semantics, so weights, checkpoints
+    and Keras conversion are unchanged. Training uses `batch_norm_train` (one pass over the
+    activations for the statistics on GPU/TPU, a fused custom backward); inference is
+    (x - mean) * scale / sqrt(var + epsilon) + bias with the running statistics.
+    """
+
+    use_running_average: Optional[bool] = None
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    axis_name: Optional[str] = None
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: Optional[bool] = None) -> jax.Array:
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average
+        )
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(features, jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones(features, jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+        x = x.astype(self.dtype)
+        if use_running_average:
+            inv = lax.rsqrt(ra_var.value + self.epsilon)
+            y = (x.astype(jnp.float32) - ra_mean.value) * (scale * inv) + bias
+            return y.astype(self.dtype)
+        axes = tuple(range(x.ndim - 1))
+        # Cross-replica only under pmap: `init` runs outside it (as flax's BatchNorm does).
+        axis_name = None if self.is_initializing() else self.axis_name
+        y, mean, var = batch_norm_train(x, scale, bias, ra_mean.value, self.epsilon, axes, axis_name)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+        return y
 
 
 def conv_kernel_init() -> Callable:
@@ -115,24 +239,14 @@ def conv_kernel_init() -> Callable:
     return nn.initializers.variance_scaling(2.0, "fan_out", "truncated_normal")
 
 
-@functools.partial(jax.jit, static_argnames=("strides", "padding"))
-def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: int = 1, padding: Padding = "SAME") -> jax.Array:
-    """Depthwise 2-D convolution (MobileNets Sec. 3.1) as a sum of k*k shifted, scaled copies.
+DepthwiseImpl = Literal["auto", "shifted", "grouped"]
+DEPTHWISE_IMPLS = ("auto", "shifted", "grouped")
 
-    x: [N, H, W, C]; kernel: [k, k, 1, C] (the layout of `nn.Conv` with
-    `feature_group_count=C`). Computes exactly what `lax.conv_general_dilated` with
-    `feature_group_count=C` computes, but as one elementwise fusion that XLA compiles well on
-    every backend, and whose gradient is elementwise too; XLA:CPU's grouped convolution is
-    25x slower forward and 15x slower forward+backward over MobileNetV2-0.35's depthwise
-    shapes (`python -m benchmarks.depthwise`, results in benchmarks/NOTES.md). It is a named `jit` so
-    that a traced model shows each depthwise conv as one equation (`profile.is_depthwise`).
-    """
+
+def _shifted_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads) -> jax.Array:
+    """The sum of k*k strided slices of the padded input, each times one kernel tap: one
+    elementwise fusion forward, elementwise + per-tap reductions backward."""
     k = kernel.shape[0]
-    if kernel.shape[:3] != (k, k, 1) or kernel.shape[3] != x.shape[-1]:
-        raise ValueError(
-            f"depthwise kernel must be [k, k, 1, channels={x.shape[-1]}], got {kernel.shape}"
-        )
-    pads = lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding) if isinstance(padding, str) else padding
     x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
     out_h = (x.shape[1] - k) // strides + 1
     out_w = (x.shape[2] - k) // strides + 1
@@ -148,6 +262,52 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: int = 1, padding:
     return out
 
 
+def _grouped_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads) -> jax.Array:
+    """XLA's grouped convolution (`feature_group_count` = channels): cuDNN / the TPU's
+    convolution unit, forward and backward."""
+    return lax.conv_general_dilated(
+        x, kernel, (strides, strides), [tuple(p) for p in pads],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[-1],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("strides", "padding", "impl"))
+def depthwise_conv2d(
+    x: jax.Array, kernel: jax.Array, strides: int = 1, padding: Padding = "SAME",
+    impl: DepthwiseImpl = "auto",
+) -> jax.Array:
+    """Depthwise 2-D convolution (MobileNets Sec. 3.1), in the form each backend runs fastest.
+
+    x: [N, H, W, C]; kernel: [k, k, 1, C] (the layout of `nn.Conv` with
+    `feature_group_count=C`). Both forms compute the same function (tested, values and
+    gradients):
+    - 'shifted': k*k shifted, scaled copies summed. XLA:CPU's grouped convolution is 25x
+      slower forward and 15x slower forward+backward over MobileNetV2-0.35's shapes.
+    - 'grouped': XLA's grouped convolution. On an H100 the shifted form's backward (k*k
+      kernel-gradient reductions) made forward+backward 1.7x slower than cuDNN's
+      (`python -m benchmarks.depthwise`; both in benchmarks/NOTES.md).
+    - 'auto' (default): 'shifted' when the computation is lowered for the CPU, 'grouped' for
+      GPU and TPU (`lax.platform_dependent`: only the chosen form is compiled).
+    It is a named `jit` so that a traced model shows each depthwise conv as one equation
+    (`profile.is_depthwise`).
+    """
+    k = kernel.shape[0]
+    if kernel.shape[:3] != (k, k, 1) or kernel.shape[3] != x.shape[-1]:
+        raise ValueError(
+            f"depthwise kernel must be [k, k, 1, channels={x.shape[-1]}], got {kernel.shape}"
+        )
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
+    pads = lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding) if isinstance(padding, str) else padding
+    shifted = functools.partial(_shifted_depthwise, strides=strides, pads=pads)
+    grouped = functools.partial(_grouped_depthwise, strides=strides, pads=pads)
+    if impl == "shifted":
+        return shifted(x, kernel)
+    if impl == "grouped":
+        return grouped(x, kernel)
+    return lax.platform_dependent(x, kernel, cpu=shifted, default=grouped)
+
+
 class DepthwiseConv(nn.Module):
     """A k x k depthwise convolution without bias, parameter `kernel` [k, k, 1, C] exactly as
     `nn.Conv(C, (k, k), feature_group_count=C)` stores it (so weights convert unchanged)."""
@@ -156,6 +316,7 @@ class DepthwiseConv(nn.Module):
     strides: int = 1
     padding: Padding = "SAME"
     dtype: Dtype = jnp.float32
+    impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -165,7 +326,7 @@ class DepthwiseConv(nn.Module):
         )
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-        return depthwise_conv2d(x, kernel, strides=self.strides, padding=padding)
+        return depthwise_conv2d(x, kernel, strides=self.strides, padding=padding, impl=self.impl)
 
 
 class ConvBN(nn.Module):
@@ -184,11 +345,13 @@ class ConvBN(nn.Module):
     padding: Padding = "SAME"
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
+    depthwise_impl: DepthwiseImpl = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         if self.groups > 1 and self.groups == self.features == x.shape[-1]:
-            x = DepthwiseConv(self.kernel_size, self.strides, self.padding, self.dtype, name="conv")(x)
+            x = DepthwiseConv(self.kernel_size, self.strides, self.padding, self.dtype,
+                              self.depthwise_impl, name="conv")(x)
         else:
             x = nn.Conv(
                 self.features,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mobilenet_jax.layers import Dtype, ModuleDef, batch_norm
+from mobilenet_jax.layers import DEPTHWISE_IMPLS, DepthwiseImpl, Dtype, ModuleDef, batch_norm
 from mobilenet_jax.models.registry import ModelConfigError
 
 COMPUTE_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
@@ -26,6 +26,9 @@ class Network(nn.Module):
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     bn_axis_name: Optional[str] = None
+    #: How depthwise convolutions are computed (`layers.depthwise_conv2d`): 'auto' picks the
+    #: fastest form per backend; 'shifted' / 'grouped' force one. The function is the same.
+    depthwise_impl: DepthwiseImpl = "auto"
 
     #: Smallest input side the network accepts (Keras's limits).
     min_resolution: ClassVar[int] = 32
@@ -49,6 +52,7 @@ class Network(nn.Module):
             raise ModelConfigError(f"{model}: bn_momentum must be in [0, 1), got {self.bn_momentum!r}")
         if not _is_real(self.bn_epsilon) or not self.bn_epsilon > 0:
             raise ModelConfigError(f"{model}: bn_epsilon must be > 0, got {self.bn_epsilon!r}")
+        check_choice(model, "depthwise_impl", self.depthwise_impl, DEPTHWISE_IMPLS)
         if jnp.dtype(self.dtype) not in [jnp.dtype(d) for d in COMPUTE_DTYPES]:
             raise ModelConfigError(
                 f"{model}: dtype must be one of float32, bfloat16, float16; got {self.dtype!r}"

@@ -83,7 +83,8 @@ class MobileNetV1(Network):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_inputs(x)
         stride2 = KERAS_STRIDE2_PADDING if self.keras_padding else "SAME"
-        common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype)
+        common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype,
+                      depthwise_impl=self.depthwise_impl)
         # Keras pads only the stride-2 depthwise blocks explicitly; its stem is "same".
         x = ConvBN(int(STEM_FEATURES * self.width), 3, strides=2, padding="SAME", name="stem", **common)(x, train)
         for i, (features, strides) in enumerate(self.block_table()):

@@ -72,7 +72,8 @@ class MobileNetV2(Network):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_inputs(x)
-        common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype)
+        common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype,
+                      depthwise_impl=self.depthwise_impl)
         x = ConvBN(make_divisible(STEM_FEATURES * self.width), 3, strides=2, name="stem", **common)(x, train)
         expanded = None
         for i, (expanded_features, out_features, strides) in enumerate(self.block_table()):

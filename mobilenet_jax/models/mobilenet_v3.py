@@ -153,7 +153,8 @@ class MobileNetV3(Network):
         if self.rescale_inputs:
             x = x * (1.0 / 127.5) - 1.0
         act = self.outer_activation
-        common = dict(norm=self.norm, dtype=self.dtype)
+        common = dict(norm=self.norm, dtype=self.dtype,
+                      depthwise_impl=self.depthwise_impl)
         x = ConvBN(STEM_FEATURES, 3, strides=2, activation=act, name="stem", **common)(x, train)
         for i, kwargs in enumerate(self.block_table()):
             x = InvertedResidual(name=f"blocks_{i}", **kwargs, **common)(x, train)

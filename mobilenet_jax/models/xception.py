@@ -71,7 +71,8 @@ class Xception(Network):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = self.check_inputs(x)
-        common = dict(norm=self.norm, dtype=self.dtype)
+        common = dict(norm=self.norm, dtype=self.dtype,
+                      depthwise_impl=self.depthwise_impl)
         for i, (features, strides) in enumerate(STEM):
             x = ConvBN(
                 self._scale(features), 3, strides=strides, padding="VALID", activation="relu",

@@ -1,0 +1,182 @@
+"""The fast paths of the layers: each backend gets its own form of the depthwise convolution
+and of BatchNorm's statistics, every form computes the same function, and BatchNorm's custom
+backward equals autodiff's, on one device and across replicas under pmap."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import export
+
+from mobilenet_jax import create_model
+from mobilenet_jax.blocks import InvertedResidual
+from mobilenet_jax.layers import (
+    BatchNorm, batch_moments, batch_norm_train, depthwise_conv2d, moments_one_pass, moments_two_pass,
+)
+from mobilenet_jax.models.registry import ModelConfigError
+
+AXES = (0, 1, 2)
+
+
+def lowered_text(fn, *shapes, platform: str) -> str:
+    """StableHLO (with source locations) of `fn` lowered for `platform`: no such device is
+    needed to lower for it."""
+    args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
+    return export.export(jax.jit(fn), platforms=[platform])(*args).mlir_module()
+
+
+@pytest.mark.parametrize("platform,grouped", [("cpu", False), ("cuda", True), ("rocm", True), ("tpu", True)])
+def test_auto_depthwise_is_grouped_convolution_on_accelerators_and_shifted_on_cpu(platform, grouped):
+    text = lowered_text(lambda x, k: depthwise_conv2d(x, k, strides=2), (2, 9, 9, 5), (3, 3, 1, 5),
+                        platform=platform)
+    assert ("feature_group_count = 5" in text) == grouped
+    assert ("_shifted_depthwise" in text) == (not grouped)  # source locations name the form
+
+
+@pytest.mark.parametrize("impl", ["shifted", "grouped"])
+def test_forced_depthwise_form_is_lowered_on_every_platform(impl):
+    for platform in ("cpu", "cuda"):
+        text = lowered_text(lambda x, k: depthwise_conv2d(x, k, impl=impl), (1, 6, 6, 4), (3, 3, 1, 4),
+                            platform=platform)
+        assert ("feature_group_count = 4" in text) == (impl == "grouped")
+
+
+def test_block_computes_the_same_with_either_depthwise_form():
+    """An inverted residual (k=5, stride 2, squeeze-excite) with either form: same outputs,
+    batch statistics and gradients in training mode."""
+    x = jax.random.normal(jax.random.key(0), (4, 11, 11, 8))
+    blocks = {impl: InvertedResidual(24, 16, kernel_size=5, strides=2, se_features=8, depthwise_impl=impl)
+              for impl in ("shifted", "grouped")}
+    v = blocks["shifted"].init(jax.random.key(1), x, train=False)
+
+    def loss(block, params):
+        y, upd = block.apply({"params": params, "batch_stats": v["batch_stats"]}, x, train=True,
+                             mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y)), upd
+
+    (l1, u1), g1 = jax.value_and_grad(lambda p: loss(blocks["shifted"], p), has_aux=True)(v["params"])
+    (l2, u2), g2 = jax.value_and_grad(lambda p: loss(blocks["grouped"], p), has_aux=True)(v["params"])
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves((u1, g1)), jax.tree.leaves((u2, g2))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_impl_is_a_validated_model_field():
+    assert create_model("mobilenet_v2", width=0.35, depthwise_impl="grouped").depthwise_impl == "grouped"
+    with pytest.raises(ModelConfigError, match="depthwise_impl"):
+        create_model("mobilenet_v2", depthwise_impl="winograd")
+    with pytest.raises(ValueError, match="depthwise impl"):
+        depthwise_conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 1, 2)), impl="fft")
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm
+# --------------------------------------------------------------------------------------------
+
+
+def test_one_pass_statistics_on_accelerators_and_two_pass_on_cpu():
+    for platform, form in (("cpu", "two_pass"), ("cuda", "one_pass"), ("tpu", "one_pass")):
+        text = lowered_text(lambda x, s: batch_moments(x, s, AXES), (2, 4, 4, 3), (3,), platform=platform)
+        assert f"moments_{form}" in text
+        assert "moments_one_pass" not in text or form == "one_pass"
+
+
+def test_shifted_one_pass_variance_is_accurate_where_the_mean_dwarfs_the_spread():
+    """|mean| = 1e4 std: the naive one-pass E[x^2] - E[x]^2 (shift 0) loses the variance to
+    float32 cancellation; shifted by a running mean that is half a std off, it does not."""
+    rng = np.random.default_rng(0)
+    x64 = 1e4 + rng.standard_normal((8, 6, 6, 4)) * np.array([1.0, 0.5, 2.0, 1.0])
+    want_mean, want_var = x64.mean(AXES), x64.var(AXES)
+    x = jnp.asarray(x64, jnp.float32)
+    naive_mean, naive_var = moments_one_pass(x, jnp.zeros(4), AXES)
+    assert np.max(np.abs(naive_var / want_var - 1)) > 0.1  # the failure the shift avoids
+    for mean, var in (moments_one_pass(x, jnp.asarray(want_mean + 0.5, jnp.float32), AXES),
+                      moments_two_pass(x, jnp.zeros(4), AXES)):
+        np.testing.assert_allclose(var, want_var, rtol=1e-3)
+        np.testing.assert_allclose(mean, want_mean, rtol=1e-6)
+
+
+def _reference_bn(x, scale, bias, epsilon=1e-3):
+    """Two-pass BatchNorm written plainly, differentiated by autodiff."""
+    xf = x.astype(jnp.float32)
+    mean = xf.mean(AXES)
+    var = jnp.square(xf - mean).mean(AXES)
+    return ((xf - mean) * jax.lax.rsqrt(var + epsilon) * scale + bias).astype(x.dtype)
+
+
+def _bn_inputs(shape=(8, 5, 5, 6)):
+    k = jax.random.split(jax.random.key(3), 4)
+    x = jax.random.normal(k[0], shape) * 3 + 2
+    scale = 1 + 0.1 * jax.random.normal(k[1], shape[-1:])
+    bias = 0.1 * jax.random.normal(k[2], shape[-1:])
+    w = jax.random.normal(k[3], shape)
+    return x, scale, bias, w
+
+
+def test_custom_backward_equals_autodiff():
+    x, scale, bias, w = _bn_inputs()
+    shift = jnp.full((6,), 1.5)
+
+    def ours(x, scale, bias):
+        return jnp.sum(jnp.sin(batch_norm_train(x, scale, bias, shift, 1e-3, AXES, None)[0]) * w)
+
+    def reference(x, scale, bias):
+        return jnp.sum(jnp.sin(_reference_bn(x, scale, bias)) * w)
+
+    got = jax.grad(ours, (0, 1, 2))(x, scale, bias)
+    want = jax.grad(reference, (0, 1, 2))(x, scale, bias)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_cross_replica_forward_and_backward_equal_one_device_on_the_whole_batch():
+    """4 replicas x 2 images with axis_name: outputs, statistics and the input gradient equal
+    one device's on all 8 images; scale/bias gradients are each replica's share (summed over
+    replicas they give the whole batch's)."""
+    x, scale, bias, w = _bn_inputs()
+    shift = jnp.zeros(6)
+
+    def loss(x, scale, bias, w, axis_name):
+        y, mean, var = batch_norm_train(x, scale, bias, shift, 1e-3, AXES, axis_name)
+        return jnp.sum(jnp.sin(y) * w), (y, mean, var)
+
+    grad = jax.value_and_grad(loss, (0, 1, 2), has_aux=True)
+    (_, (y1, m1, v1)), (gx1, gs1, gb1) = grad(x, scale, bias, w, None)
+    per = jax.pmap(lambda x, w: grad(x, scale, bias, w, "batch"), axis_name="batch")
+    (_, (y4, m4, v4)), (gx4, gs4, gb4) = per(x.reshape(4, 2, 5, 5, 6), w.reshape(4, 2, 5, 5, 6))
+    np.testing.assert_allclose(y4.reshape(y1.shape), y1, rtol=1e-5, atol=1e-5)
+    for replica in range(4):
+        np.testing.assert_allclose(m4[replica], m1, rtol=1e-5)
+        np.testing.assert_allclose(v4[replica], v1, rtol=1e-5)
+    np.testing.assert_allclose(gx4.reshape(gx1.shape), gx1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gs4.sum(0), gs1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gb4.sum(0), gb1, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batchnorm_module_matches_flax_batchnorm(dtype):
+    """Same variables, outputs (train and inference), running averages and gradients as
+    flax's two-pass `nn.BatchNorm`; bfloat16 in gives bfloat16 out, statistics in float32."""
+    x, _, _, w = _bn_inputs()
+    x = x.astype(dtype)
+    kw = dict(momentum=0.9, epsilon=1e-3, dtype=dtype)
+    ref, ours = nn.BatchNorm(use_fast_variance=False, **kw), BatchNorm(**kw)
+    v = ref.init(jax.random.key(0), x, use_running_average=False)
+    assert jax.tree.structure(v) == jax.tree.structure(ours.init(jax.random.key(0), x, use_running_average=False))
+    v = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), v)
+
+    def loss(module, params):
+        y, upd = module.apply({"params": params, "batch_stats": v["batch_stats"]}, x,
+                              use_running_average=False, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y.astype(jnp.float32)) * w), (y, upd)
+
+    (l_ref, (y_ref, u_ref)), g_ref = jax.value_and_grad(lambda p: loss(ref, p), has_aux=True)(v["params"])
+    (l_our, (y_our, u_our)), g_our = jax.value_and_grad(lambda p: loss(ours, p), has_aux=True)(v["params"])
+    assert y_our.dtype == dtype
+    tol = 1e-5 if dtype == jnp.float32 else 1e-2
+    np.testing.assert_allclose(np.float32(y_our), np.float32(y_ref), rtol=tol, atol=tol)
+    for a, b in zip(jax.tree.leaves((u_our, g_our)), jax.tree.leaves((u_ref, g_ref))):
+        np.testing.assert_allclose(a, b, rtol=10 * tol, atol=10 * tol)
+    y_eval = ours.apply(v, x, use_running_average=True)
+    np.testing.assert_allclose(np.float32(y_eval), np.float32(ref.apply(v, x, use_running_average=True)),
+                               rtol=tol, atol=tol)
