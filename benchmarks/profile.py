@@ -221,6 +221,36 @@ def profile(model: str, batch_size: int, resolution: int, dtype: str, steps: int
     }
 
 
+def lowered_passes(model: str, platform: str, batch_size: int = 8, resolution: int = 224,
+                   dtype: str = "bfloat16", width: float = 1.0, depthwise_impl: str = "auto") -> dict:
+    """A GPU-free proxy for passes over the activations: the reductions over rank-4 tensors,
+    and the grouped convolutions, in the model's loss gradient lowered (not compiled) for
+    `platform` ('cuda', 'tpu', 'cpu'), as the forms `lax.platform_dependent` picks there."""
+    import jax
+    import jax.numpy as jnp
+    from jax import export
+
+    from mobilenet_jax import create_model
+
+    net = create_model(model, num_classes=1000, dtype=jnp.dtype(dtype), width=width, dropout_rate=0.0,
+                       depthwise_impl=depthwise_impl)
+    x = jax.ShapeDtypeStruct((batch_size, resolution, resolution, 3), jnp.float32)
+    variables = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), x)
+
+    def loss(params, batch_stats, x):
+        y, updates = net.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                               mutable=["batch_stats"])
+        return jnp.sum(y.astype(jnp.float32)), updates
+
+    grad = jax.jit(jax.grad(loss, has_aux=True))
+    text = export.export(grad, platforms=[platform])(variables["params"], variables["batch_stats"], x).mlir_module()
+    reduced = re.findall(r"stablehlo.reduce\((%[\w#]+) init[^\n]*?: \((tensor<(?:\d+x){4}\w+>)", text)
+    groups = [int(g) for g in re.findall(r"feature_group_count = (\d+)", text)]
+    return {"model": model, "platform": platform, "activation_reductions": len(reduced),
+            "distinct_reduced_tensors": len({name for name, _ in reduced}),
+            "grouped_convolutions": sum(g > 1 for g in groups)}
+
+
 def format_report(result: dict) -> str:
     total = result["kernel_ms_per_step"] or 1.0
     lines = [f"{result['model']} b{result['batch_size']} {result['resolution']}px {result['dtype']} "
@@ -249,11 +279,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--depthwise-impl", default="auto", choices=["auto", "shifted", "grouped"])
     parser.add_argument("--top", type=int, default=25, help="kernels listed")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the JSON result")
+    parser.add_argument("--lowered-for", metavar="PLATFORM", choices=["cpu", "cuda", "rocm", "tpu"],
+                        help="no trace: count the reductions over activations and grouped convolutions "
+                             "of the loss gradient lowered for PLATFORM (no such device needed)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.lowered_for:
+        counts = lowered_passes(args.model, args.lowered_for, args.batch_size, args.resolution, args.dtype,
+                                args.width, args.depthwise_impl)
+        print(json.dumps(counts))
+        return 0
     result = profile(args.model, args.batch_size, resolution_for(args.model, args.resolution), args.dtype,
                      args.steps, args.width, args.depthwise_impl, args.top)
     env = environment(argv)

@@ -90,3 +90,14 @@ def test_profile_attributes_a_cpu_train_step_to_kernel_categories_and_layers(tmp
     assert any(b.startswith("blocks_") for b in result["by_block_ms_per_step"])
     out = capsys.readouterr().out
     assert "convolution/matmul" in out and "layer" in out
+
+
+def test_profile_lowered_for_counts_the_forms_each_backend_gets():
+    """The GPU lowering has grouped depthwise convolutions and fewer passes over activations
+    (one-pass statistics, fused BatchNorm backward) than the CPU lowering of the same gradient."""
+    counts = {platform: profile.lowered_passes("mobilenet_v2", platform, batch_size=2, resolution=32,
+                                               dtype="float32", width=0.35)
+              for platform in ("cpu", "cuda")}
+    assert counts["cpu"]["grouped_convolutions"] == 0
+    assert counts["cuda"]["grouped_convolutions"] >= 17  # one per inverted residual, forward at least
+    assert 0 < counts["cuda"]["distinct_reduced_tensors"] < counts["cpu"]["distinct_reduced_tensors"]
