@@ -1,14 +1,15 @@
 """orbax checkpoints of the unreplicated TrainState: `<workdir>/checkpoints` keeps the last
 N, `<workdir>/best` the one with the best eval accuracy. State is saved as host numpy
 arrays (written by the primary process; all processes call save), so a checkpoint restores
-onto any number of devices. Non-finite params are never written."""
+onto any number of devices. Non-finite params are never written. The directories are
+epath paths (mobilenet_jax/paths.py), so a gs:// workdir keeps its checkpoints in the bucket."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import orbax.checkpoint as ocp
 
+from mobilenet_jax import paths
 from mobilenet_jax.train.state import TrainState, all_finite, state_from_dict, state_to_numpy
 
 
@@ -17,9 +18,9 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpoints:
-    def __init__(self, workdir: str, keep: int = 3, keep_best: bool = True):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-        self.best_directory = os.path.join(os.path.abspath(workdir), "best")
+    def __init__(self, workdir: paths.PathLike, keep: int = 3, keep_best: bool = True):
+        self.directory = paths.resolve(workdir, "--workdir") / "checkpoints"
+        self.best_directory = paths.resolve(workdir, "--workdir") / "best"
         opts = dict(create=True, enable_async_checkpointing=False)
         self._latest = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts)
@@ -39,7 +40,7 @@ class Checkpoints:
         return self._latest.latest_step()
 
     def path(self, step: int) -> str:
-        return os.path.join(self.directory, str(step))
+        return str(self.directory / str(step))
 
     def _numpy_checked(self, state: TrainState) -> dict:
         tree = state_to_numpy(state)
