@@ -124,16 +124,19 @@ def train_and_evaluate(
 
     writer = MetricWriter(workdir, enabled=primary, tensorboard=config.tensorboard)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint)
+    # From here on SIGTERM means: save at the next step boundary (the first, during setup).
+    notice = distributed.PreemptionNotice().start()
     try:
         return _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary,
-                    writer, ckpts)
+                    writer, ckpts, notice)
     finally:
+        notice.stop()
         ckpts.close()
         writer.close()
 
 
 def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary, writer,
-         ckpts) -> dict[str, Any]:
+         ckpts, notice) -> dict[str, Any]:
     state = create_train_state(
         model, tx, jax.random.key(config.seed), config.image_size, use_ema=config.ema_decay > 0
     )
@@ -167,7 +170,6 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     bar = _progress(total, start, primary and config.progress_bar)
     pending: list[tuple[int, Any]] = []
     t0, steps_timed = time.perf_counter(), 0
-    notice = distributed.PreemptionNotice().start()
     try:
         for step in range(start + 1, total + 1):
             state, metrics = train_step(state, next(batches))
@@ -209,7 +211,6 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                 result["preempted"] = True
                 break
     finally:
-        notice.stop()
         bar.close()
     if start >= total:  # nothing left to train: report the finished run's evaluation
         metrics_eval = evaluate(eval_step, state, ds, num_devices, config.prefetch)
