@@ -25,8 +25,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mobilenet_jax.errors import UserError
 
-class EvaluationError(RuntimeError):
+
+class EvaluationError(UserError, RuntimeError):
     """A checkpoint directory that cannot be evaluated (missing, corrupt, or another model)."""
 
 

@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mobilenet_jax.errors import UserError
+
 from mobilenet_jax.models.mobilenet_v1 import MobileNetV1
 from mobilenet_jax.models.mobilenet_v2 import MobileNetV2
 from mobilenet_jax.models.mobilenet_v3 import MobileNetV3, MobileNetV3Large, MobileNetV3Small
@@ -59,11 +61,11 @@ KERAS_SEMANTICS: dict[str, dict[str, Any]] = {
 }
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A file that cannot be read as Keras weights (corrupt, truncated, another format)."""
 
 
-class WeightsConversionError(ValueError):
+class WeightsConversionError(UserError, ValueError):
     """Keras weights that do not fit the requested network. `first` names the first
     offending tensor; `missing`, `unexpected`, `mismatched` and `uncovered` list them all."""
 
