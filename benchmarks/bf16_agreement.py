@@ -15,13 +15,14 @@ Writes benchmarks/results/bf16_agreement-<date>.json.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from mobilenet_jax import cli
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -94,7 +95,7 @@ def measure_trained(name: str, variant: dict, images: int, steps: int, workdir: 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m benchmarks.bf16_agreement", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--train-steps", type=int, default=400, help="steps per trained network (0: skip them)")
@@ -127,4 +128,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

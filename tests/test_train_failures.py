@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests._train_helpers import assert_trees_close, load_checkpoint, tiny_config
-from mobilenet_jax.data import ArrayDataset, DatasetInfo, HostLayout, build_dataset
+from mobilenet_jax.data import HostLayout, build_dataset
 from mobilenet_jax.train import CheckpointError, NonFiniteLossError, read_metrics, train_and_evaluate
 
 FAST = dict(num_eval_steps=0, eval_every_steps=0, num_devices=1, keep_best_checkpoint=False)

@@ -197,7 +197,7 @@ def validate_config(
         raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; known: {list(SCHEDULES)}")
     if config.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {config.dtype!r}; known: {list(DTYPES)}")
-    from mobilenet_jax import ModelConfigError, list_models, model_fields
+    from mobilenet_jax import create_model, list_models, model_fields
 
     if config.model not in list_models():
         raise ConfigError(f"unknown model {config.model!r}; known models: {list_models()}")
@@ -213,6 +213,8 @@ def validate_config(
             f"model_kwargs {unknown} are not fields of {config.model}; "
             f"its fields are {sorted(model_fields(config.model))}"
         )
+    # The network's own checks of its field values (a width <= 0, ...): nothing is built.
+    create_model(config.model, num_classes=max(config.num_classes, 2), **config.model_kwargs)
     if num_devices is None:
         import jax
 

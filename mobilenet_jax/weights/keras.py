@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mobilenet_jax.errors import UserError
+from mobilenet_jax.models.registry import ModelConfigError
 
 from mobilenet_jax.models.mobilenet_v1 import MobileNetV1
 from mobilenet_jax.models.mobilenet_v2 import MobileNetV2
@@ -81,7 +82,7 @@ class WeightsConversionError(UserError, ValueError):
 def keras_model_overrides(name: str) -> dict[str, Any]:
     """The `create_model` fields that reproduce keras.applications' semantics for `name`."""
     if name not in KERAS_SEMANTICS:
-        raise ValueError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
+        raise ModelConfigError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
     return dict(KERAS_SEMANTICS[name])
 
 
