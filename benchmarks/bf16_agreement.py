@@ -1,4 +1,4 @@
-"""bfloat16 vs float32 top-1 agreement (issue 5), measured:
+"""bfloat16 vs float32 top-1 agreement, measured:
 
     python -m benchmarks.bf16_agreement [--images 256] [--train-steps 400]
 

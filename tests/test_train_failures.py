@@ -2,13 +2,15 @@
 import itertools
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
 
-from tests._train_helpers import assert_trees_close, load_checkpoint, tiny_config
+from tests._train_helpers import TINY_CONFIG, assert_trees_close, load_checkpoint, tiny_config
+from tests.conftest import TEST_CACHE_DIR
 from mobilenet_jax.data import HostLayout, build_dataset
-from mobilenet_jax.train import CheckpointError, NonFiniteLossError, read_metrics, train_and_evaluate
+from mobilenet_jax.train import NonFiniteLossError, read_metrics, train_and_evaluate
 
 FAST = dict(num_eval_steps=0, eval_every_steps=0, num_devices=1, keep_best_checkpoint=False)
 
@@ -40,7 +42,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
     assert all(np.isfinite(x).all() for x in __import__("jax").tree_util.tree_leaves(saved["params"]))
 
 
-def test_corrupt_newest_checkpoint_is_set_aside_and_older_resumes_other_device_count_restores(tmp_path, caplog):
+def test_corrupt_newest_checkpoint_is_set_aside_and_older_resumes_other_device_count_restores(tmp_path, caplog, capsys):
     workdir = str(tmp_path)
     config = tiny_config(num_train_steps=4, checkpoint_every_steps=4, **dict(FAST, num_devices=2))
     first = train_and_evaluate(config, workdir)
@@ -78,6 +80,15 @@ def test_corrupt_newest_checkpoint_is_set_aside_and_older_resumes_other_device_c
     assert [r["step"] for r in read_metrics(workdir, "train")] == [1, 2, 3, 4, 5, 6]
     for step in ("4", "6"):
         damage(ckpts / step)
-    with pytest.raises(CheckpointError, match=r"none of the 2 checkpoint\(s\) .* can be restored \(steps \[6, 4\]\)"):
-        train_and_evaluate(config1, workdir)
+    # Through the command (its real main, in-process): one error line, exit 1.
+    from mobilenet_jax import cli
+    from mobilenet_jax.train.__main__ import main
+
+    argv = [f"--config={TINY_CONFIG}", f"--workdir={workdir}", f"--config.compilation_cache_dir={TEST_CACHE_DIR}"]
+    argv += [f"--config.{k}={v}" for k, v in dict(FAST, num_train_steps=6, checkpoint_every_steps=6).items()]
+    assert cli.run(main, argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.fullmatch(r"error: none of the 2 checkpoint\(s\) in \S+ can be restored \(steps \[6, 4\]\); .*\n",
+                        err.splitlines(keepends=True)[-1])
     assert sorted(os.listdir(ckpts)) == ["4", "6", "6.corrupt"]  # nothing renamed or deleted

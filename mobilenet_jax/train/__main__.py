@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from absl import flags
 from ml_collections import config_flags
@@ -18,21 +19,36 @@ from mobilenet_jax import cli
 from mobilenet_jax.errors import UsageError
 from mobilenet_jax.train.config import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "a configs/*.py file", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics")
-flags.DEFINE_bool("verbose", False, f"on an error, also print its traceback (or set {cli.VERBOSE_ENV}=1)")
+
+_PROG = "python -m mobilenet_jax.train"
+
+
+def _flags(argv: list[str]) -> tuple[flags.FlagValues, flags.FlagHolder, flags.FlagHolder]:
+    """The command's flags for `argv`, in a FlagValues of their own (not absl's global one),
+    so that `main` can run more than once in a process (tests, notebooks)."""
+    values = flags.FlagValues()
+    config = config_flags.DEFINE_config_file("config", None, "a configs/*.py file", flag_values=values,
+                                             lock_config=True, sys_argv=[_PROG, *argv])
+    workdir = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics", flag_values=values)
+    flags.DEFINE_bool("verbose", False, f"on an error, also print its traceback (or set {cli.VERBOSE_ENV}=1)",
+                      flag_values=values)
+    return values, config, workdir
 
 
 def parse_flags(argv: list[str]):
     """(config, workdir) of `argv`; absl's failures become UsageError (the command line
     itself) or ConfigError (the config file, or an override of a key it does not have)."""
-    flags.FLAGS.unparse_flags()
+    values, config_flag, workdir_flag = _flags(argv)
     try:
-        rest = flags.FLAGS(["mobilenet_jax.train", *argv])
-        config = _CONFIG.value
+        rest = values([_PROG, *argv])
+        config = config_flag.value
         if config is not None:
             config.get("model")  # config_flags defers a failed load to the first access
     except flags.Error as e:
+        unknown = re.search(r"Unknown command line flag '(config\.[^']+)'", str(e))
+        if unknown:  # absl's word for a --config.<key> the config lacks (in some spellings)
+            key = unknown.group(1).split(".", 1)[1]
+            raise ConfigError(f"the config has no key {key!r}: check the spelling of the --config.* flags") from e
         raise UsageError(str(e)) from e
     except (KeyError, AttributeError) as e:
         key = str(e.args[0] if e.args else e).strip("'\"")
@@ -44,14 +60,17 @@ def parse_flags(argv: list[str]):
         raise ConfigError(f"cannot load the config file: {type(e).__name__}: {e}") from e
     if len(rest) > 1:
         raise UsageError(f"unexpected arguments: {rest[1:]}")
-    missing = [name for name, value in (("--config", _CONFIG.value), ("--workdir", _WORKDIR.value))
+    missing = [name for name, value in (("--config", config), ("--workdir", workdir_flag.value))
                if value is None]
     if missing:
         raise UsageError(f"missing {' and '.join(missing)} (see --help)")
-    return config, _WORKDIR.value
+    return config, workdir_flag.value
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help", "--helpfull"} & set(argv):
+        print(__doc__ + "\n" + _flags(argv)[0].get_help())
+        return 0
     config, workdir = parse_flags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO chatter
