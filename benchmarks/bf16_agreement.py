@@ -99,9 +99,12 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--train-steps", type=int, default=400, help="steps per trained network (0: skip them)")
-    parser.add_argument("--models", nargs="*", default=[], help="only these families (default: all)")
+    parser.add_argument("--models", nargs="*", default=[], choices=sorted({case[0] for case in CASES}),
+                        help="only these families (default: all)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bf16_agreement")
     args = parser.parse_args(argv)
+    if args.images < 1 or args.train_steps < 0:
+        parser.error("--images must be >= 1 and --train-steps >= 0")
     wanted = lambda name: not args.models or name in args.models  # noqa: E731
     rows = [measure(*case, args.images) for case in CASES if wanted(case[0])]
     print("random weights (converted Keras), random images")
