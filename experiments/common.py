@@ -16,6 +16,7 @@ import argparse
 import copy
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenet_jax import paths
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
@@ -37,10 +40,9 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
 
 def experiment_dir(name: str, root: str | Path | None = None) -> Path:
-    """``<root>/<name>`` (root defaults to the repository's ``results/``), created if missing."""
-    path = Path(root if root is not None else RESULTS_ROOT) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``<root>/<name>`` (root defaults to the repository's ``results/``; a bucket URI works
+    too, see mobilenet_jax/paths.py), created if missing and proven writable."""
+    return paths.writable_dir(paths.resolve(root if root is not None else RESULTS_ROOT, "--out") / name, "--out")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -59,8 +61,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, os.PathLike):  # pathlib and epath (bucket URIs keep their scheme)
+        return os.fspath(obj)
     if hasattr(obj, "__array__"):  # numpy / jax arrays
         return to_jsonable(np.asarray(obj).tolist())
     return repr(obj)
@@ -68,36 +70,36 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
+    path = paths.resolve(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(to_jsonable(obj), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
     return path
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(paths.resolve(path).read_text())
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write dict rows; columns are the union of keys in first-seen order. Floats keep full precision."""
-    path = Path(path)
+    path = paths.resolve(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    path.write_text(text.getvalue())
     return path
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
+    return list(csv.DictReader(io.StringIO(paths.resolve(path).read_text(), newline="")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def read_metrics_jsonl(path: str | Path, metric: str = "eval_accuracy") -> Curve
     logged twice (a run resumed from a checkpoint) keeps its last value. This is the only function
     that knows the log format.
     """
-    path = Path(path)
+    path = paths.resolve(path)
     split, _, key = metric.partition("_")
     by_step: dict[int, float] = {}
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
@@ -263,7 +265,7 @@ def run_sweep(
     for run_id in ids:
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run id {run_id!r} must match {_RUN_ID.pattern} (it names a directory)")
-    exp_dir = Path(exp_dir)
+    exp_dir = paths.resolve(exp_dir, "--out")
     results = []
     for i, spec in enumerate(specs, start=1):
         workdir = exp_dir / "runs" / spec.run_id
@@ -446,7 +448,7 @@ def write_report(
 
     ``figures`` are (caption, file name relative to exp_dir); ``sections`` are (heading, markdown body).
     """
-    exp_dir = Path(exp_dir)
+    exp_dir = paths.resolve(exp_dir, "--out")
     for _, name in figures:
         if not (exp_dir / name).exists():
             raise FileNotFoundError(f"report figure {exp_dir / name} does not exist")
@@ -504,9 +506,9 @@ def plot_curves(
     # Below the axes: never over a curve, however many variants.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), title="mean over seeds, band = min–max",
               title_fontsize=8, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
-    return Path(path)
+    return paths.resolve(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,9 +552,9 @@ def plot_tradeoff(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
-    return Path(path)
+    return paths.resolve(path)
 
 
 def plot_bars(
@@ -579,9 +581,9 @@ def plot_bars(
     ax.set(title=title, ylabel=ylabel)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    save_figure(fig, path)
     plt.close(fig)
-    return Path(path)
+    return paths.resolve(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,8 +591,24 @@ def plot_bars(
 # ----------------------------------------------------------------------------------------------
 
 
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """``fig`` as a PNG at ``path`` (local or in a bucket) through the path layer, 150 dpi."""
+    path = paths.resolve(path)
+    with path.open("wb") as f:
+        fig.savefig(f, format="png", dpi=150, **kwargs)
+    return path
+
+
+def results_root(text: str) -> Path:
+    """``--out``: a local directory or a bucket URI (argparse's type)."""
+    try:
+        return paths.resolve(text, "--out")
+    except paths.PathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=RESULTS_ROOT, help="results root; writes <out>/<experiment>/ (default: %(default)s)")
+    parser.add_argument("--out", type=results_root, default=RESULTS_ROOT, help="results root, a directory or a bucket URI; writes <out>/<experiment>/ (default: %(default)s)")
 
 
 def add_sweep_args(parser: argparse.ArgumentParser, default_seeds: Sequence[int] = (0, 1, 2)) -> None:

@@ -189,7 +189,7 @@ def plot_figure1(x: np.ndarray, dims: Sequence[int], seed: int, path: Path, acti
                  f"with $T^+$ (colour = position along the spiral; figure seed {seed})", fontsize=10)
     fig.legend(handles, labels, loc="lower center", fontsize=8, frameon=False, markerscale=2)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=150)
+    common.save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -224,7 +224,7 @@ def plot_metrics(summaries: Sequence[Summary], dims: Sequence[int], num_t: int, 
     fig.suptitle(f"A 2-D spiral embedded in n dimensions by a random $T$: mean over {num_t} random $T$,\n"
                  f"band = 10th–90th percentile; grey verticals = the paper's n (2, 3, 5, 15, 30)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    common.save_figure(fig, path)
     plt.close(fig)
     return path
 

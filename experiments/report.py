@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mobilenet_jax import cli
 from experiments import common
+from mobilenet_jax import paths
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
 _HEADING = re.compile(r"^(#+) ", flags=re.MULTILINE)
@@ -37,7 +38,7 @@ def _verdict(outcome: str) -> str:
 
 def gather(root: str | Path) -> str:
     """The combined page for every ``<root>/*/report.md``, sorted by experiment name."""
-    root = Path(root)
+    root = paths.resolve(root, "--out")
     reports = sorted(root.glob("*/report.md"))
     if not reports:
         raise FileNotFoundError(f"no <experiment>/report.md under {root}; run an experiment first")
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser = cli.ArgumentParser(prog="python -m experiments.report", description=__doc__.splitlines()[0])
     common.add_output_arg(parser)
     args = parser.parse_args(argv)
-    out = Path(args.out) / "README.md"
+    out = paths.resolve(args.out, "--out") / "README.md"
     out.write_text(gather(args.out))
     print(f"wrote {out}")
     return out

@@ -14,14 +14,13 @@ resumes (fine-tunes) from it when C has the same model, optimizer and EMA settin
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mobilenet_jax import cli
+from mobilenet_jax import cli, paths
 from mobilenet_jax.errors import UsageError, UserError
 
 
@@ -43,7 +42,7 @@ def trainer_config(
     return config
 
 
-def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: str) -> str:
+def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: paths.PathLike) -> str:
     """Writes `variables` as the step-0 TrainState of `config` into workdir `out` with the
     trainer's own checkpointing; returns the checkpoint path."""
     from mobilenet_jax.train.checkpoint import Checkpoints
@@ -51,7 +50,8 @@ def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: st
     from mobilenet_jax.train.optim import build_optimizer, resolve_durations
     from mobilenet_jax.train.state import create_train_state
 
-    if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(os.path.join(out, "checkpoints")):
+    out = paths.writable_dir(out, "--out")
+    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise UserError(f"{out}/checkpoints is not empty; choose a new --out directory")
     model = build_model(config, config.num_classes)
     # The optimizer state's structure does not depend on the schedule's length.
@@ -64,19 +64,17 @@ def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: st
         opt_state=tx.init(params),
         ema_params=params if state.ema_params is not None else None,
     )
-    os.makedirs(out, exist_ok=True)
     ckpts = Checkpoints(out, keep=1, keep_best=False)
     try:
         path = ckpts.save(state)
     finally:
         ckpts.close()
-    with open(os.path.join(out, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    (out / "config.json").write_text(config.to_json_best_effort(indent=2))
     return path
 
 
 def convert(
-    keras_path: str, model: str, out: str, *, width: float = 1.0, num_classes: int = 1000,
+    keras_path: paths.PathLike, model: str, out: paths.PathLike, *, width: float = 1.0, num_classes: int = 1000,
     image_size: Optional[int] = None, minimalistic: bool = False, depth_multiplier: int = 1,
     base_config: Optional[str] = None,
 ) -> str:
@@ -116,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         image_size=args.image_size, minimalistic=args.minimalistic,
         depth_multiplier=args.depth_multiplier, base_config=args.config,
     )
-    print(json.dumps({"checkpoint": path, "workdir": os.path.abspath(args.out)}))
+    print(json.dumps({"checkpoint": path, "workdir": paths.to_str(args.out)}))
     return 0
 
 

@@ -77,7 +77,7 @@ def test_trainer_unloadable_config_file_and_workdir_that_is_a_file(tmp_path, cap
     a_file = tmp_path / "results.txt"
     a_file.write_text("precious")
     assert cli.run(main, [f"--config={TINY_CONFIG}", f"--workdir={a_file}"]) == 1
-    _assert_one_error_line(capsys.readouterr().err, "is a file, not a directory")
+    _assert_one_error_line(capsys.readouterr().err, "names an existing file; give a directory")
     assert a_file.read_text() == "precious"
 
 

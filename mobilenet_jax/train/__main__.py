@@ -1,10 +1,14 @@
 """`python -m mobilenet_jax.train --config configs/x.py --workdir DIR [--config.key=value]`.
 
-Re-running the same command resumes from the latest readable checkpoint in DIR. A mistake
-(an unknown config key, a bad value, a config file that does not load, an unusable workdir,
-a corrupt checkpoint with nothing older to fall back on, a diverged loss) is one
-`error: ...` line and exit status 1 (2 for a malformed command line); `--verbose` or
-MOBILENET_JAX_VERBOSE=1 adds the traceback.
+Re-running the same command resumes from the latest readable checkpoint in DIR (local or a
+bucket URI such as gs://bucket/run). Exit status: 0 when training finished; 143 (128 +
+SIGTERM) when the run was preempted: a checkpoint was saved at a step boundary common to all
+processes, and the same command resumes from it. A mistake (an unknown config key, a bad
+value, a config file that does not load, an unusable workdir, a corrupt checkpoint with
+nothing older to fall back on, a diverged loss) is one `error: ...` line and exit status 1
+(2 for a malformed command line); `--verbose` or MOBILENET_JAX_VERBOSE=1 adds the traceback.
+In multi-process runs every log line starts with `[host i/n]`; only host 0 logs at INFO
+level and writes metrics and config.json.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from ml_collections import config_flags
 from mobilenet_jax import cli
 from mobilenet_jax.errors import UsageError
 from mobilenet_jax.train.config import ConfigError
+
+PREEMPTED_EXIT_STATUS = 128 + 15  # the shell's status of a SIGTERM'd process: not finished
 
 
 _PROG = "python -m mobilenet_jax.train"
@@ -76,16 +82,17 @@ def main(argv: list[str]) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO chatter
     import jax
 
-    from mobilenet_jax.train.distributed import maybe_initialize
+    from mobilenet_jax.train.distributed import log_format, maybe_initialize
     from mobilenet_jax.train.loop import train_and_evaluate
 
-    maybe_initialize(config.distributed)
+    if maybe_initialize(config.distributed):  # now the host is known: say it on every line
+        logging.basicConfig(level=logging.INFO, format=log_format(), force=True)
     if jax.process_index() != 0:
         logging.getLogger("mobilenet_jax").setLevel(logging.WARNING)
     result = train_and_evaluate(config, workdir)
     result.pop("state", None)
     logging.getLogger("mobilenet_jax").info("final %s", json.dumps(result))
-    return 0
+    return PREEMPTED_EXIT_STATUS if result["preempted"] else 0
 
 
 if __name__ == "__main__":

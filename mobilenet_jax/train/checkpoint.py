@@ -1,19 +1,19 @@
 """orbax checkpoints of the unreplicated TrainState: `<workdir>/checkpoints` keeps the last
 N, `<workdir>/best` the one with the best eval accuracy. State is saved as host numpy
 arrays (written by the primary process; all processes call save), so a checkpoint restores
-onto any number of devices. Non-finite params are never written. A resumed run starts from
-the newest checkpoint that restores: a damaged newer one is renamed aside to
-`checkpoints/<step>.corrupt` (never deleted, its files untouched) with a warning."""
+onto any number of devices. Non-finite params are never written. The directories are
+epath paths (mobilenet_jax/paths.py), so a gs:// workdir keeps its checkpoints in the bucket.
+A resumed run starts from the newest checkpoint that restores: a damaged newer one is renamed
+aside to `checkpoints/<step>.corrupt` (never deleted, its files untouched) with a warning."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Optional
 
 import orbax.checkpoint as ocp
 
+from mobilenet_jax import paths
 from mobilenet_jax.errors import UserError
-
 from mobilenet_jax.train.state import TrainState, all_finite, state_from_dict, state_to_numpy
 
 log = logging.getLogger("mobilenet_jax")
@@ -24,9 +24,9 @@ class CheckpointError(UserError, RuntimeError):
 
 
 class Checkpoints:
-    def __init__(self, workdir: str, keep: int = 3, keep_best: bool = True):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-        self.best_directory = os.path.join(os.path.abspath(workdir), "best")
+    def __init__(self, workdir: paths.PathLike, keep: int = 3, keep_best: bool = True):
+        self.directory = paths.resolve(workdir, "--workdir") / "checkpoints"
+        self.best_directory = paths.resolve(workdir, "--workdir") / "best"
         opts = dict(create=True, enable_async_checkpointing=False)
         self._latest = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, **opts)
@@ -46,7 +46,7 @@ class Checkpoints:
         return self._latest.latest_step()
 
     def path(self, step: int) -> str:
-        return os.path.join(self.directory, str(step))
+        return str(self.directory / str(step))
 
     def _numpy_checked(self, state: TrainState) -> dict:
         tree = state_to_numpy(state)
@@ -114,7 +114,7 @@ class Checkpoints:
             return None
         for step, error in failures if primary else ():
             aside = self._aside(step)
-            os.rename(self.path(step), aside)
+            (self.directory / str(step)).rename(aside)
             log.warning("checkpoint %s cannot be restored (%s); renamed it to %s (untouched) and "
                         "resumed from step %d", self.path(step), str(error).splitlines()[0],
                         aside, int(state.step))
@@ -122,11 +122,11 @@ class Checkpoints:
             self._latest.reload()
         return state
 
-    def _aside(self, step: int) -> str:
-        aside, n = self.path(step) + ".corrupt", 1
-        while os.path.exists(aside):
+    def _aside(self, step: int):
+        aside, n = self.directory / f"{step}.corrupt", 1
+        while aside.exists():
             n += 1
-            aside = f"{self.path(step)}.corrupt-{n}"
+            aside = self.directory / f"{step}.corrupt-{n}"
         return aside
 
     def close(self) -> None:
