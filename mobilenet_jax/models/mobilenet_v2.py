@@ -5,6 +5,9 @@ Stem 3x3/2 conv to 32, seventeen inverted-residual blocks in seven stages (t, c,
 `make_divisible(int(c * width), 8)`; the last conv stays 1280 for width <= 1 (Sec. 4:
 "we apply width multiplier to all layers except the very last convolutional layer") and is
 `make_divisible(1280 * width)` above 1.
+Feature maps (`features_only`, SSDLite Sec. 6.2): C4 is the expansion of layer 15 (the first
+block of the 160-channel stage, whose expansion is still at output stride 16), C5 the last
+1x1 conv (1280, stride 32); C3 is the output of the last stride-8 block.
 Ablations: `bottleneck_activation` (Fig. 6a), `shortcut` (Fig. 6b).
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax
 
 from mobilenet_jax.blocks import SHORTCUT_KINDS, InvertedResidual, ShortcutKind
 from mobilenet_jax.layers import ConvBN, make_divisible
-from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head, level_name
 from mobilenet_jax.models.registry import register
 
 #: Table 2 bottleneck stages: (expansion t, output channels c, repeats n, first stride s).
@@ -75,7 +78,7 @@ class MobileNetV2(Network):
         common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype,
                       depthwise_impl=self.depthwise_impl)
         x = ConvBN(make_divisible(STEM_FEATURES * self.width), 3, strides=2, name="stem", **common)(x, train)
-        expanded = None
+        expanded, stride, maps = None, 2, {}
         for i, (expanded_features, out_features, strides) in enumerate(self.block_table()):
             block = InvertedResidual(
                 expanded_features,
@@ -86,9 +89,17 @@ class MobileNetV2(Network):
                 name=f"blocks_{i}",
                 **common,
             )
-            if self.shortcut == "expansion":
-                x, expanded = block(x, train, expanded_residual=expanded, return_expanded=True)
+            if self.shortcut == "expansion" or (strides == 2 and stride == 16):
+                residual = expanded if self.shortcut == "expansion" else None
+                x, expanded = block(x, train, expanded_residual=residual, return_expanded=True)
+                if strides == 2 and stride == 16:
+                    maps["C4"] = expanded
             else:
                 x = block(x, train)
+            stride *= strides
+            if stride == 8:
+                maps["C3"] = x
         x = ConvBN(self.last_features, name="last_conv", **common)(x, train)
+        if self.features_only:
+            return check_feature_maps(self, {**maps, "C5": x})
         return classifier_head(self, x, train)
