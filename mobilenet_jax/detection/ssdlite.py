@@ -3,6 +3,9 @@ the prediction layers replaced by a depthwise-separable one, on a MobileNet back
 
 - Backbone: a registered network with `features_only=True`; the first SSDLite layer is
   attached to its C4 (output stride 16), the second to C5 (stride 32), as both papers do.
+  MobileNetV2's last conv (C5) is scaled by `width` below 1 as well (`scale_last_conv`), as
+  the TF object detection API builds it: at width 1 nothing changes, below 1 that layer no
+  longer loads classification weights (1280 channels there).
 - Extra feature layers: four more maps, each 1x1 conv to d/2 -> 3x3 depthwise stride 2 ->
   1x1 conv to d, all with BN + ReLU6, d = 512, 256, 256, 128 (the TF object detection API's
   SSDLite feature-map depths), scaled by `width` with a floor of `min_depth` (16).
@@ -72,6 +75,8 @@ class SSDLite(Network):
 
     def backbone_network(self) -> Network:
         extra: dict[str, Any] = dict(reduced_tail=True) if self.reduced_tail else {}
+        if self.backbone == "mobilenet_v2":  # C5 scales with width, as in the TF API's SSDLite
+            extra["scale_last_conv"] = True
         return create_model(
             self.backbone, features_only=True, width=self.width, dtype=self.dtype,
             bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,

@@ -50,9 +50,13 @@ class MobileNetV2(Network):
     bottleneck_activation: Literal["linear", "relu6"] = "linear"
     shortcut: ShortcutKind = "bottleneck"
     activation: str = "relu6"
+    #: Scale the last 1x1 conv by `width` below 1 too (TF-slim's mobilenet_base without
+    #: `finegrain_classification_mode`, as the TF object detection API builds V2 for SSDLite).
+    scale_last_conv: bool = False
 
     def validate(self) -> None:
         super().validate()
+        check_choice("MobileNetV2", "scale_last_conv", self.scale_last_conv, (True, False))
         check_choice("MobileNetV2", "bottleneck_activation", self.bottleneck_activation, ("linear", "relu6"))
         check_choice("MobileNetV2", "shortcut", self.shortcut, SHORTCUT_KINDS)
         check_choice("MobileNetV2", "activation", self.activation, ("relu", "relu6"))
@@ -70,7 +74,8 @@ class MobileNetV2(Network):
 
     @property
     def last_features(self) -> int:
-        return make_divisible(LAST_FEATURES * self.width) if self.width > 1.0 else LAST_FEATURES
+        scaled = self.width > 1.0 or self.scale_last_conv
+        return make_divisible(LAST_FEATURES * self.width) if scaled else LAST_FEATURES
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
