@@ -78,8 +78,9 @@ def main(argv: list[str]) -> int:
         print(__doc__ + "\n" + _flags(argv)[0].get_help())
         return 0
     config, workdir = parse_flags(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO chatter
+    logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing at INFO
     import jax
 
     from mobilenet_jax.train.distributed import log_format, maybe_initialize
