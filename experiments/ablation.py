@@ -8,7 +8,6 @@ curves in the paper's style (mean and min–max band over seeds), ``summary.csv`
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import os
@@ -17,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
+from mobilenet_jax.errors import UsageError
 from experiments import common
 
 EMBEDDED_CONFIG = common.REPO_ROOT / "configs" / "embedded.py"
@@ -62,7 +63,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set wants KEY=VALUE, got {item!r}")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -71,8 +72,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """One trainer config per variant: config file < model < scale overrides < variant."""
-    from mobilenet_jax.train import load_config
+    """One trainer config per variant: config file < model < scale overrides < variant; each
+    validated here, so a bad --set fails before anything is written."""
+    from mobilenet_jax.train import load_config, validate_config
 
     configs = {}
     for group, variant in ab.variants.items():
@@ -82,6 +84,7 @@ def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any])
         for key, value in merged.items():  # model_kwargs.* after the reset above
             if key.startswith("model_kwargs."):
                 config.model_kwargs[key.split(".", 1)[1]] = value
+        validate_config(config)
         configs[group] = config
     return configs
 
@@ -135,7 +138,7 @@ def scaled(ab: Ablation, cpu_scale: bool) -> Ablation:
 
 
 def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog=f"python -m experiments.{ab.name}",
         description=f"{ab.title}. Runtime with no arguments: {ab.runtime} (embedded data, CPU scale). "
                     f"Full scale: --config configs/<recipe>.py --dataset imagenet2012 --set num_epochs=... "
@@ -157,10 +160,10 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         overrides["dataset"] = args.dataset
     overrides.update(parse_set(args.set))
     seeds = [args.seeds[0]] if args.smoke else args.seeds
-    exp_dir = common.experiment_dir(ab.name + ("_smoke" if args.smoke else ""), args.out)
     if args.smoke:  # the paper's headline comparison only: two networks to compile
         ab = dataclasses.replace(ab, variants={g: ab.variants[g] for g in ab.expect[0]}, expect=ab.expect[:1])
     configs = build_configs(ab, args.config, overrides)
+    exp_dir = common.experiment_dir(ab.name + ("_smoke" if args.smoke else ""), args.out)
     specs = common.with_seeds(configs, seeds)
 
     start = time.perf_counter()

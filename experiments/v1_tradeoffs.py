@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
 from experiments import common
 from experiments.ablation import Ablation, main
 
@@ -94,4 +95,4 @@ ABLATION = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

@@ -2,6 +2,7 @@
 
 ``python -m experiments.v3_nonlinearity`` (see ``--help`` for runtime and full-scale options).
 """
+from mobilenet_jax import cli
 from experiments.ablation import Ablation, main
 
 _PLACEMENT = {"relu": None, "hswish80": 80, "hswish112": 112, "hswish16": 16}
@@ -28,4 +29,4 @@ ABLATION = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

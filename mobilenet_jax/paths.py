@@ -24,6 +24,8 @@ from typing import IO, Optional, Union
 
 from etils import epath
 
+from mobilenet_jax.errors import UserError
+
 PathLike = Union[str, os.PathLike]
 
 # The URI schemes epath serves (etils.epath.gpath); anything else with "://" is refused.
@@ -31,7 +33,7 @@ SERVED_SCHEMES = ("gs", "s3", "az", "hf")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-class PathError(ValueError):
+class PathError(UserError, ValueError):
     """A path the project cannot read or write: the message names it and what to do."""
 
 

@@ -6,14 +6,21 @@
 Columns: trainable parameters (kernels, biases, BN scale/offset), BatchNorm statistics,
 multiply-adds (see `mobilenet_jax.profile`), and the paper's figures where the paper gives
 them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3).
+
+Detectors (SSDLite at 320x320, `mobilenet_jax.detection`): V2 Table 6 and V3 Table 6. The
+class count that reproduces each paper's parameters differs: the V2 paper's SSDLite has 80
+COCO classes + background (its Table 5 counts the prediction layers "with 80 classes"; ours
+are 2.10M there too), while the V3 paper's rows fit the TF object detection API's 90 COCO
+category ids + background (torchvision's 91 logits as well). The papers' counts leave out
+BatchNorm's scale and offset; ours include them (the BN stats column is twice that number).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any, NamedTuple, Optional
 
+from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
 from mobilenet_jax.profile import model_size
 
@@ -32,6 +39,16 @@ class Variant(NamedTuple):
 
 def _v1(width: float, res: int, params: float, madds: float, source: str, variant: str = "paper", **kw) -> Variant:
     return Variant("mobilenet_v1", dict(width=width, **kw), res, variant, round(params * M), round(madds * M), source)
+
+
+def _ssd(backbone: str, width: float, classes: int, params: float, madds: float, source: str,
+         reduced_tail: bool = False) -> Variant:
+    overrides = dict(backbone=backbone, width=width, num_classes=classes)
+    if reduced_tail:
+        overrides["reduced_tail"] = True
+    name = backbone.replace("mobilenet_", "") + (" halved tail" if reduced_tail else "")
+    return Variant("ssdlite", overrides, 320, f"{name}, {classes}+1 cls", round(params * M),
+                   round(madds * M), source)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -73,6 +90,16 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("xception", {}, 299, "paper", 22_855_952, None, "Xception Table 3"),
     Variant("xception", dict(residual=False), 299, "no residual", None, None, "Xception Fig. 9"),
     Variant("xception", dict(separable_activation="relu"), 299, "ReLU in separable", None, None, "Xception Fig. 10"),
+    # SSDLite detectors at 320: V2 Table 6 (80 classes), V3 Table 6 (90 classes; † = reduced_tail).
+    _ssd("mobilenet_v2", 1.0, 80, 4.3, 800, "V2 Table 6"),
+    _ssd("mobilenet_v1", 1.0, 90, 5.1, 1300, "V3 Table 6"),
+    _ssd("mobilenet_v2", 1.0, 90, 4.3, 800, "V3 Table 6"),
+    _ssd("mobilenet_v3_large", 1.0, 90, 4.97, 620, "V3 Table 6"),
+    _ssd("mobilenet_v3_large", 1.0, 90, 3.22, 510, "V3 Table 6", reduced_tail=True),
+    _ssd("mobilenet_v2", 0.35, 90, 0.93, 160, "V3 Table 6"),
+    _ssd("mobilenet_v2", 0.5, 90, 1.54, 270, "V3 Table 6"),
+    _ssd("mobilenet_v3_small", 1.0, 90, 2.49, 210, "V3 Table 6"),
+    _ssd("mobilenet_v3_small", 1.0, 90, 1.77, 160, "V3 Table 6", reduced_tail=True),
 )
 
 
@@ -121,7 +148,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.summary", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--model", help="only this model (a registry name)")
     args = parser.parse_args(argv)
@@ -140,4 +167,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

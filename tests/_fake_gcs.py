@@ -34,8 +34,13 @@ class FakeGcs:
         }
 
     def use_in_process(self, monkeypatch) -> None:
+        from etils.epath import gpath
+
         for key, value in self.env().items():
             monkeypatch.setenv(key, value)
+        # epath decides "TensorFlow or fsspec" once per process (a cached function): a test
+        # that used gs:// earlier in this process may have fixed it on TensorFlow.
+        monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
 
     @staticmethod
     def forget_listings() -> None:

@@ -29,6 +29,10 @@ class Network(nn.Module):
     #: How depthwise convolutions are computed (`layers.depthwise_conv2d`): 'auto' picks the
     #: fastest form per backend; 'shifted' / 'grouped' force one. The function is the same.
     depthwise_impl: DepthwiseImpl = "auto"
+    #: Return the named feature maps {"C3", "C4", "C5"} (output strides 8, 16, 32; see
+    #: `FEATURE_STRIDES`) instead of logits, and build no classifier: a detector's backbone.
+    #: The shared layers keep their classification names, so classification weights load.
+    features_only: bool = False
 
     #: Smallest input side the network accepts (Keras's limits).
     min_resolution: ClassVar[int] = 32
@@ -53,6 +57,7 @@ class Network(nn.Module):
         if not _is_real(self.bn_epsilon) or not self.bn_epsilon > 0:
             raise ModelConfigError(f"{model}: bn_epsilon must be > 0, got {self.bn_epsilon!r}")
         check_choice(model, "depthwise_impl", self.depthwise_impl, DEPTHWISE_IMPLS)
+        check_choice(model, "features_only", self.features_only, (True, False))
         if jnp.dtype(self.dtype) not in [jnp.dtype(d) for d in COMPUTE_DTYPES]:
             raise ModelConfigError(
                 f"{model}: dtype must be one of float32, bfloat16, float16; got {self.dtype!r}"
@@ -93,6 +98,25 @@ class Network(nn.Module):
                 f"{type(self).__name__}: width {self.width} leaves a layer with no channels; "
                 "use a larger width"
             )
+
+
+#: Output stride of each named feature map of `Network.features_only` (the papers' C4 / C5:
+#: V3 Sec. 6.3; C3 is the stride-8 map for later heads).
+FEATURE_STRIDES: dict[str, int] = {"C3": 8, "C4": 16, "C5": 32}
+
+
+def level_name(stride: int) -> Optional[str]:
+    """The feature-map name of an output stride, None for strides that have none."""
+    return {s: n for n, s in FEATURE_STRIDES.items()}.get(stride)
+
+
+def check_feature_maps(net: Network, maps: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """The maps in `FEATURE_STRIDES` order; raises if the network never reached one of them."""
+    missing = [name for name in FEATURE_STRIDES if name not in maps]
+    if missing:
+        raise ValueError(f"{type(net).__name__}: no feature map {missing} was produced; "
+                         "is a stride-2 layer missing from the block table?")
+    return {name: maps[name] for name in FEATURE_STRIDES}
 
 
 def classifier_head(net: Network, x: jax.Array, train: bool, pool: bool = True) -> jax.Array:

@@ -2,6 +2,9 @@
 
 A 3x3 stride-2 stem and 13 depthwise-separable blocks. The width multiplier alpha scales
 every layer (`int(c * alpha)`, as in Keras); the resolution multiplier is the input size.
+Feature maps (`features_only`): the output of the last block at each output stride, as the
+TF object detection API's SSD feature extractor takes them (C4 = Conv2d_11_pointwise,
+C5 = Conv2d_13_pointwise; C3 = Conv2d_5_pointwise).
 Ablations: `conv_type='full'` replaces every separable block by a full 3x3 conv (Table 4);
 `shallow=True` removes the five 14x14x512 blocks (Table 5).
 """
@@ -15,7 +18,7 @@ import jax.numpy as jnp
 
 from mobilenet_jax.blocks import DepthwiseSeparable
 from mobilenet_jax.layers import ConvBN
-from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head, level_name
 from mobilenet_jax.models.registry import ModelConfigError, register
 
 #: Table 1: (pointwise output channels, stride) of each depthwise-separable block. The last
@@ -87,6 +90,7 @@ class MobileNetV1(Network):
                       depthwise_impl=self.depthwise_impl)
         # Keras pads only the stride-2 depthwise blocks explicitly; its stem is "same".
         x = ConvBN(int(STEM_FEATURES * self.width), 3, strides=2, padding="SAME", name="stem", **common)(x, train)
+        stride, maps = 2, {}
         for i, (features, strides) in enumerate(self.block_table()):
             padding = stride2 if strides == 2 else "SAME"
             if self.conv_type == "full":
@@ -101,4 +105,9 @@ class MobileNetV1(Network):
                     **common,
                 )
             x = block(x, train)
+            stride *= strides
+            if level_name(stride):
+                maps[level_name(stride)] = x  # the last block at this stride wins
+        if self.features_only:
+            return check_feature_maps(self, maps)
         return classifier_head(self, x, train)

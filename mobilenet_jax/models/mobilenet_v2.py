@@ -5,6 +5,9 @@ Stem 3x3/2 conv to 32, seventeen inverted-residual blocks in seven stages (t, c,
 `make_divisible(int(c * width), 8)`; the last conv stays 1280 for width <= 1 (Sec. 4:
 "we apply width multiplier to all layers except the very last convolutional layer") and is
 `make_divisible(1280 * width)` above 1.
+Feature maps (`features_only`, SSDLite Sec. 6.2): C4 is the expansion of layer 15 (the first
+block of the 160-channel stage, whose expansion is still at output stride 16), C5 the last
+1x1 conv (1280, stride 32); C3 is the output of the last stride-8 block.
 Ablations: `bottleneck_activation` (Fig. 6a), `shortcut` (Fig. 6b).
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import jax
 
 from mobilenet_jax.blocks import SHORTCUT_KINDS, InvertedResidual, ShortcutKind
 from mobilenet_jax.layers import ConvBN, make_divisible
-from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head, level_name
 from mobilenet_jax.models.registry import register
 
 #: Table 2 bottleneck stages: (expansion t, output channels c, repeats n, first stride s).
@@ -47,9 +50,13 @@ class MobileNetV2(Network):
     bottleneck_activation: Literal["linear", "relu6"] = "linear"
     shortcut: ShortcutKind = "bottleneck"
     activation: str = "relu6"
+    #: Scale the last 1x1 conv by `width` below 1 too (TF-slim's mobilenet_base without
+    #: `finegrain_classification_mode`, as the TF object detection API builds V2 for SSDLite).
+    scale_last_conv: bool = False
 
     def validate(self) -> None:
         super().validate()
+        check_choice("MobileNetV2", "scale_last_conv", self.scale_last_conv, (True, False))
         check_choice("MobileNetV2", "bottleneck_activation", self.bottleneck_activation, ("linear", "relu6"))
         check_choice("MobileNetV2", "shortcut", self.shortcut, SHORTCUT_KINDS)
         check_choice("MobileNetV2", "activation", self.activation, ("relu", "relu6"))
@@ -67,7 +74,8 @@ class MobileNetV2(Network):
 
     @property
     def last_features(self) -> int:
-        return make_divisible(LAST_FEATURES * self.width) if self.width > 1.0 else LAST_FEATURES
+        scaled = self.width > 1.0 or self.scale_last_conv
+        return make_divisible(LAST_FEATURES * self.width) if scaled else LAST_FEATURES
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -75,7 +83,7 @@ class MobileNetV2(Network):
         common = dict(activation=self.activation, norm=self.norm, dtype=self.dtype,
                       depthwise_impl=self.depthwise_impl)
         x = ConvBN(make_divisible(STEM_FEATURES * self.width), 3, strides=2, name="stem", **common)(x, train)
-        expanded = None
+        expanded, stride, maps = None, 2, {}
         for i, (expanded_features, out_features, strides) in enumerate(self.block_table()):
             block = InvertedResidual(
                 expanded_features,
@@ -86,9 +94,17 @@ class MobileNetV2(Network):
                 name=f"blocks_{i}",
                 **common,
             )
-            if self.shortcut == "expansion":
-                x, expanded = block(x, train, expanded_residual=expanded, return_expanded=True)
+            if self.shortcut == "expansion" or (strides == 2 and stride == 16):
+                residual = expanded if self.shortcut == "expansion" else None
+                x, expanded = block(x, train, expanded_residual=residual, return_expanded=True)
+                if strides == 2 and stride == 16:
+                    maps["C4"] = expanded
             else:
                 x = block(x, train)
+            stride *= strides
+            if stride == 8:
+                maps["C3"] = x
         x = ConvBN(self.last_features, name="last_conv", **common)(x, train)
+        if self.features_only:
+            return check_feature_maps(self, {**maps, "C5": x})
         return classifier_head(self, x, train)

@@ -10,6 +10,13 @@ Expanded widths are `make_divisible(in * ratio)` with Keras's ratios (72/16, 88/
 2.3, ...), so widths other than 1 match Keras exactly. Minimalistic variants (Keras/TF-slim)
 use 3x3 kernels, ReLU and no squeeze-excite everywhere.
 
+Feature maps (`features_only`, Sec. 6.3): C4 is the expansion layer of the block that
+downsamples from stride 16 to 32 (the 13th bottleneck of Large, the 9th of Small), C5 the
+1x1 conv before pooling (stride 32), C3 the output of the last stride-8 block.
+`reduced_tail=True` is Sec. 6.3's detection variant: the channels of every layer between C4
+and C5 halved (the C4 block's projection, the later blocks and the last conv; C4 itself and
+the layers before it unchanged, so the shared part still loads classification weights).
+
 Ablations (Table 5): `hswish_from` — None for ReLU everywhere; N for h-swish from the first
 block with N (unscaled) output channels on, with the stem and head in h-swish; the
 published Large network is `hswish_from=80`, the whole network `hswish_from=16`.
@@ -24,7 +31,7 @@ import jax
 
 from mobilenet_jax.blocks import InvertedResidual
 from mobilenet_jax.layers import ConvBN, get_activation, make_divisible
-from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head
 from mobilenet_jax.models.registry import ModelConfigError, register
 
 SE_RATIO = 0.25
@@ -90,6 +97,7 @@ class MobileNetV3(Network):
     hswish_from: Optional[int] = 80
     squeeze_excite: bool = True
     rescale_inputs: bool = False
+    reduced_tail: bool = False
 
     table: ClassVar[tuple[V3Block, ...]] = LARGE
     pre_logits_features: ClassVar[int] = 1280
@@ -100,6 +108,7 @@ class MobileNetV3(Network):
         check_choice(name, "minimalistic", self.minimalistic, (True, False))
         check_choice(name, "squeeze_excite", self.squeeze_excite, (True, False))
         check_choice(name, "rescale_inputs", self.rescale_inputs, (True, False))
+        check_choice(name, "reduced_tail", self.reduced_tail, (True, False))
         stages = sorted({b.out_features for b in self.table})
         if self.hswish_from is not None and self.hswish_from not in stages:
             raise ModelConfigError(
@@ -118,12 +127,24 @@ class MobileNetV3(Network):
         """The stem's, last conv's and pre-logits' nonlinearity."""
         return "relu" if self.minimalistic or self.hswish_from is None else "hard_swish"
 
+    @property
+    def c4_block(self) -> int:
+        """Index of the block whose expansion is C4: the one that downsamples 16 -> 32."""
+        stride = 2
+        for i, b in enumerate(self.table):
+            if b.strides == 2 and stride == 16:
+                return i
+            stride *= b.strides
+        raise ModelConfigError(f"{type(self).__name__}: the table never reaches output stride 32")
+
     def block_table(self) -> list[dict]:
         """Keyword arguments of each `InvertedResidual`, after width and variant rules."""
         blocks, in_features = [], STEM_FEATURES
+        tail_divisor = 2 if self.reduced_tail else 1
         for i, b in enumerate(self.table):
             expanded = make_divisible(in_features * b.expand_ratio)
-            out_features = make_divisible(b.out_features * self.width)
+            out_features = b.out_features // (tail_divisor if i >= self.c4_block else 1)
+            out_features = make_divisible(out_features * self.width)
             use_se = b.squeeze_excite and self.squeeze_excite and not self.minimalistic
             blocks.append(
                 dict(
@@ -140,7 +161,7 @@ class MobileNetV3(Network):
 
     @property
     def last_features(self) -> int:
-        return make_divisible(make_divisible(self.table[-1].out_features * self.width) * 6)
+        return make_divisible(self.block_table()[-1]["out_features"] * 6)
 
     @property
     def pre_logits(self) -> int:
@@ -156,9 +177,19 @@ class MobileNetV3(Network):
         common = dict(norm=self.norm, dtype=self.dtype,
                       depthwise_impl=self.depthwise_impl)
         x = ConvBN(STEM_FEATURES, 3, strides=2, activation=act, name="stem", **common)(x, train)
+        stride, maps = 2, {}
         for i, kwargs in enumerate(self.block_table()):
-            x = InvertedResidual(name=f"blocks_{i}", **kwargs, **common)(x, train)
+            block = InvertedResidual(name=f"blocks_{i}", **kwargs, **common)
+            if i == self.c4_block:
+                x, maps["C4"] = block(x, train, return_expanded=True)
+            else:
+                x = block(x, train)
+            stride *= kwargs["strides"]
+            if stride == 8:
+                maps["C3"] = x
         x = ConvBN(self.last_features, activation=act, name="last_conv", **common)(x, train)
+        if self.features_only:
+            return check_feature_maps(self, {**maps, "C5": x})
         x = x.mean(axis=(1, 2))
         x = nn.Dense(self.pre_logits, dtype=self.dtype, name="pre_logits")(x)
         x = get_activation(act)(x)

@@ -19,6 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mobilenet_jax import paths
 from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
 from mobilenet_jax.data.pipeline import device_mesh
+from mobilenet_jax.errors import UserError
 from mobilenet_jax.train import distributed
 from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
@@ -32,7 +33,7 @@ from mobilenet_jax.train.steps import (
 log = logging.getLogger("mobilenet_jax")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or Inf; training stopped before checkpointing it."""
 
 
@@ -142,10 +143,11 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     )
     start = 0
     last_ckpt = None
-    if ckpts.latest_step() is not None:
-        last_ckpt = ckpts.path(ckpts.latest_step())
-        state = ckpts.restore(state)
+    restored = ckpts.restore_newest_readable(state, primary=primary)
+    if restored is not None:
+        state = restored
         start = int(state.step)
+        last_ckpt = ckpts.path(start)
         writer.truncate_after(start)
         log.info("resumed from %s (step %d)", last_ckpt, start)
     elif primary:
