@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests._fake_gcs import BUCKET, fake_gcs
+from tests._fake_gcs import BUCKET
 from tests._train_helpers import REPO, assert_trees_close, cli, cli_env, tiny_config
 
 ARGS = {"num_train_steps": 8, "checkpoint_every_steps": 0, "eval_every_steps": 4,
@@ -75,7 +75,7 @@ def _bucket_steps(path) -> list[int]:
     return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
 
 
-def test_train_preempt_resume_convert_evaluate_in_a_bucket(tmp_path, monkeypatch, capsys):
+def test_train_preempt_resume_convert_evaluate_in_a_bucket(tmp_path, monkeypatch, capsys, gcs):
     from etils import epath
 
     from mobilenet_jax import convert, evaluate
@@ -85,65 +85,63 @@ def test_train_preempt_resume_convert_evaluate_in_a_bucket(tmp_path, monkeypatch
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    with fake_gcs(str(cwd)) as gcs:
-        gcs.use_in_process(monkeypatch)
-        monkeypatch.chdir(cwd)
-        run = f"gs://{BUCKET}/runs/tiny"
-        env = {**cli_env(2), **gcs.env()}
+    monkeypatch.chdir(cwd)
+    run = f"gs://{BUCKET}/runs/tiny"
+    env = {**cli_env(2), **gcs.env()}
 
-        # Preempted: SIGTERM once training has begun -> one checkpoint, exit status 143.
-        proc = subprocess.Popen(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        lines = []
-        for line in proc.stderr:
-            lines.append(line)
-            if "training mobilenet_v2" in line:
-                proc.send_signal(signal.SIGTERM)
-                break
-        lines.append(proc.communicate(timeout=300)[1])
-        log = "".join(lines)
-        assert proc.returncode == 143, log[-3000:]
-        assert "preempted (SIGTERM)" in log
-        ckpt_dir = epath.Path(run) / "checkpoints"
-        (preempted_at,) = _bucket_steps(ckpt_dir)
-        assert 1 <= preempted_at < ARGS["num_train_steps"]
+    # Preempted: SIGTERM once training has begun -> one checkpoint, exit status 143.
+    proc = subprocess.Popen(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "training mobilenet_v2" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    lines.append(proc.communicate(timeout=300)[1])
+    log = "".join(lines)
+    assert proc.returncode == 143, log[-3000:]
+    assert "preempted (SIGTERM)" in log
+    ckpt_dir = epath.Path(run) / "checkpoints"
+    (preempted_at,) = _bucket_steps(ckpt_dir)
+    assert 1 <= preempted_at < ARGS["num_train_steps"]
 
-        # The same command resumes from the bucket and finishes.
-        rerun = subprocess.run(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
-                               capture_output=True, timeout=300)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        gcs.forget_listings()
-        assert f"resumed from {run}/checkpoints/{preempted_at}" in rerun.stderr
-        assert [r["step"] for r in read_metrics(run, "train")] == list(range(1, 9))
-        assert [r["step"] for r in read_metrics(run, "eval")] == [4, 8]
-        assert json.loads((epath.Path(run) / "config.json").read_text())["num_train_steps"] == 8
-        assert _bucket_steps(ckpt_dir) == [preempted_at, 8] and _bucket_steps(epath.Path(run) / "best")
+    # The same command resumes from the bucket and finishes.
+    rerun = subprocess.run(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
+                           capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    gcs.forget_listings()
+    assert f"resumed from {run}/checkpoints/{preempted_at}" in rerun.stderr
+    assert [r["step"] for r in read_metrics(run, "train")] == list(range(1, 9))
+    assert [r["step"] for r in read_metrics(run, "eval")] == [4, 8]
+    assert json.loads((epath.Path(run) / "config.json").read_text())["num_train_steps"] == 8
+    assert _bucket_steps(ckpt_dir) == [preempted_at, 8] and _bucket_steps(epath.Path(run) / "best")
 
-        # ... and ends where an uninterrupted run (the same command, in the bucket too) ends.
-        reference = f"gs://{BUCKET}/runs/reference"
-        done = subprocess.run(cli(reference, *_overrides()), env=env, cwd=cwd, text=True,
-                              capture_output=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        final, expected = (_restore(f"{d}/checkpoints", 8) for d in (run, reference))
-        for key in ("params", "batch_stats", "opt_state", "ema_params"):
-            assert_trees_close(final[key], expected[key], rtol=1e-6, atol=1e-7)
+    # ... and ends where an uninterrupted run (the same command, in the bucket too) ends.
+    reference = f"gs://{BUCKET}/runs/reference"
+    done = subprocess.run(cli(reference, *_overrides()), env=env, cwd=cwd, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final, expected = (_restore(f"{d}/checkpoints", 8) for d in (run, reference))
+    for key in ("params", "batch_stats", "opt_state", "ema_params"):
+        assert_trees_close(final[key], expected[key], rtol=1e-6, atol=1e-7)
 
-        # Keras weights in the bucket -> a converter workdir in the bucket -> evaluated.
-        local_weights = tmp_path / "v1.weights.h5"
-        random_keras_model(NAME, RES, **VARIANT).save_weights(str(local_weights))
-        weights = epath.Path(f"gs://{BUCKET}/weights/v1.weights.h5")
-        weights.write_bytes(local_weights.read_bytes())
-        converted = f"gs://{BUCKET}/converted"
-        assert convert.main(["--keras", str(weights), "--model", NAME, "--width", "0.25",
-                             "--num-classes", "10", "--image-size", str(RES), "--out", converted]) == 0
-        assert (epath.Path(converted) / "checkpoints" / "0").is_dir()
-        data_dir = str(tmp_path / "tfds")
-        capsys.readouterr()
-        with _mock_imagenet(data_dir):
-            assert evaluate.main(["--checkpoint", converted, "--dataset", "imagenet2012",
-                                  "--data-dir", data_dir, "--batch-size", "8"]) == 0
-        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert result["num_examples"] == NUM_EXAMPLES and result["step"] == 0
-        assert result["model"] == NAME and result["image_size"] == RES
-        assert os.listdir(cwd) == []
+    # Keras weights in the bucket -> a converter workdir in the bucket -> evaluated.
+    local_weights = tmp_path / "v1.weights.h5"
+    random_keras_model(NAME, RES, **VARIANT).save_weights(str(local_weights))
+    weights = epath.Path(f"gs://{BUCKET}/weights/v1.weights.h5")
+    weights.write_bytes(local_weights.read_bytes())
+    converted = f"gs://{BUCKET}/converted"
+    assert convert.main(["--keras", str(weights), "--model", NAME, "--width", "0.25",
+                         "--num-classes", "10", "--image-size", str(RES), "--out", converted]) == 0
+    assert (epath.Path(converted) / "checkpoints" / "0").is_dir()
+    data_dir = str(tmp_path / "tfds")
+    capsys.readouterr()
+    with _mock_imagenet(data_dir):
+        assert evaluate.main(["--checkpoint", converted, "--dataset", "imagenet2012",
+                              "--data-dir", data_dir, "--batch-size", "8"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["num_examples"] == NUM_EXAMPLES and result["step"] == 0
+    assert result["model"] == NAME and result["image_size"] == RES
+    assert os.listdir(cwd) == []
     assert _no_uri_folders(str(tmp_path), REPO) == []
