@@ -305,5 +305,6 @@ _VERDICT_RULE = (
     "Rule (the same for every experiment, fixed before the runs): each claim is judged once, on its declared metric "
     "(final eval accuracy unless the row says *speed*, the mean of the eval curve). The gap better − worse is paired "
     "by seed; **agrees** when its whole 95% t interval is above 0, **disagrees** when wholly below 0, "
-    "**inconclusive** otherwise. *Size vs paper*: consistent when the paper's gap lies in (overlaps) the interval, "
-    "larger/smaller when the interval lies wholly above/below it.")
+    "**inconclusive** otherwise. *Size vs paper*: consistent when the paper's gap lies in (overlaps) an interval that "
+    "excludes 0, larger/smaller when the interval lies wholly above/below it, not resolved when the interval holds "
+    "both 0 and the paper's gap.")

@@ -500,8 +500,9 @@ class Claim:
 class Verdict:
     """The outcome of one :class:`Claim`: ``outcome`` is decided by the sign of the whole 95% interval of
     the paired gap (agrees / disagrees / inconclusive); ``size`` compares the interval with the paper's
-    gap (consistent: the paper's range overlaps the interval; larger / smaller: the interval lies wholly
-    above / below it; unknown: no paper number or no interval)."""
+    gap: consistent (the paper's range overlaps an interval that excludes 0), larger / smaller (the
+    interval lies wholly above / below it), not resolved (the interval holds both 0 and the paper's gap:
+    it cannot tell them apart), unknown (no paper number or no interval)."""
 
     claim: Claim
     gap: Interval  # better − worse, fraction (×100 for points)
@@ -532,7 +533,8 @@ def decide(stats: Mapping[str, GroupStats], claim: Claim) -> Verdict:
         size = "unknown"
     else:
         lo, hi = (x / 100.0 for x in claim.paper_gap)
-        size = "larger than the paper's" if g.lo > hi else "smaller than the paper's" if g.hi < lo else "consistent"
+        size = ("larger than the paper's" if g.lo > hi else "smaller than the paper's" if g.hi < lo
+                else "consistent" if outcome != "inconclusive" else "not resolved")
     return Verdict(claim, g, outcome, size)
 
 

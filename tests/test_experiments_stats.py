@@ -46,6 +46,8 @@ def test_verdict_real_gap_null_gap_and_wrong_sign():
     assert common.decide(stats, common.Claim("lo", "hi", (1.0, 1.0))).outcome == "disagrees"
     null = common.decide(stats, common.Claim("hi", "same", (1.0, 2.0)))
     assert null.outcome == "inconclusive" and null.gap.lo < 0 < null.gap.hi
+    # sign undecided, yet the interval is narrow enough to exclude the paper's 1-2 points
+    assert null.size == "smaller than the paper's"
     assert "inconclusive" in common.headline([real, null]) and "1 agrees" in common.headline([real, null])
 
 
@@ -67,6 +69,7 @@ def test_two_seeds_with_a_small_gap_stay_inconclusive():
     stats = {"none": _stats("none", [0.995, 0.996]), "elu": _stats("elu", [0.989, 0.993])}
     v = common.decide(stats, common.Claim("none", "elu"))
     assert v.gap.mean == pytest.approx(0.0045) and v.outcome == "inconclusive"
+    assert common.decide(stats, common.Claim("none", "elu", (0.5, 0.5))).size == "not resolved"  # holds 0 and 0.5
     one = {"a": _stats("a", [0.9]), "b": _stats("b", [0.1])}
     assert common.decide(one, common.Claim("a", "b", (1.0, 1.0))).outcome == "inconclusive"  # one seed: no claim
 
