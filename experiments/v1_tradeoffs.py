@@ -127,9 +127,10 @@ def tradeoff(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any],
 
     common.plot_tradeoff(points(madds), exp_dir / "accuracy_vs_madds.png",
                          title="Fig. 4 analogue: accuracy vs multiply-adds", unjoined=["ablations (Tables 4-5)"])
-    common.plot_tradeoff(points(params), exp_dir / "accuracy_vs_params.png",
+    by_params = points(params)  # a width's resolutions share its parameters: a column of labels per width
+    common.plot_tradeoff(by_params, exp_dir / "accuracy_vs_params.png",
                          title="Fig. 5 analogue: accuracy vs parameters", xlabel="parameters (millions, log scale)",
-                         unjoined=["ablations (Tables 4-5)"])
+                         unjoined=list(dict.fromkeys(p.series for p in by_params)))
     common.write_csv(exp_dir / "madds.csv", [{"group": g, "madds": madds[g], "params": params[g]} for g in stats])
     rows = [[g, f"{madds[g] / 1e6:.2f}", f"{params[g] / 1e6:.3f}", common.fmt_mean_std(s.final_mean, s.final_std, s.n)]
             for g, s in stats.items()]
@@ -137,7 +138,8 @@ def tradeoff(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any],
               "each label beside its own marker (the ablations' labels in a column, with leader lines).",
               "accuracy_vs_madds.png"),
              ("Fig. 5: accuracy against parameters (log scale); resolution does not change a network's parameters, "
-              "so each width's points stand in a vertical line.", "accuracy_vs_params.png")],
+              "so each width's points stand in a vertical line, labelled in a column with leader lines.",
+              "accuracy_vs_params.png")],
             [("Multiply-adds and parameters",
               common.markdown_table(["variant", "MAdds (M)", "params (M)", "final eval accuracy (%)"], rows))])
 
