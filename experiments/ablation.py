@@ -8,7 +8,6 @@ curves in the paper's style (mean and min–max band over seeds), ``summary.csv`
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import json
@@ -18,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
+from mobilenet_jax.errors import UsageError
 from experiments import common
 
 EMBEDDED_CONFIG = common.REPO_ROOT / "configs" / "embedded.py"
@@ -81,7 +82,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set wants KEY=VALUE, got {item!r}")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -90,8 +91,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """One trainer config per variant: config file < model < scale overrides < variant."""
-    from mobilenet_jax.train import load_config
+    """One trainer config per variant: config file < model < scale overrides < variant; each
+    validated here, so a bad --set fails before anything is written."""
+    from mobilenet_jax.train import load_config, validate_config
 
     configs = {}
     for group, variant in ab.variants.items():
@@ -101,6 +103,7 @@ def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any])
         for key, value in merged.items():  # model_kwargs.* after the reset above
             if key.startswith("model_kwargs."):
                 config.model_kwargs[key.split(".", 1)[1]] = value
+        validate_config(config)
         configs[group] = config
     return configs
 
@@ -195,7 +198,7 @@ def verdict_records(verdicts: Sequence[common.Verdict]) -> list[dict[str, Any]]:
 
 
 def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog=f"python -m experiments.{ab.name}",
         description=f"{ab.title}. Runtime with no arguments: {ab.runtime} (embedded data, CPU scale, "
                     f"{len(ab.default_seeds)} seeds). --scale gpu: a larger width, resolution, data set and step "
@@ -225,11 +228,13 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         overrides["dataset"] = args.dataset
     overrides.update(parse_set(args.set))
     seeds = [args.seeds[0]] if args.smoke else args.seeds
-    suffix = "_smoke" if args.smoke else "_gpu" if (cpu_scale and args.scale == "gpu") else ""
-    exp_dir = common.experiment_dir(ab.name + suffix, args.out)
     if args.smoke:  # the paper's headline comparison only: two networks to compile
         head = ab.claims[0]
         ab = dataclasses.replace(ab, variants={g: ab.variants[g] for g in (head.better, head.worse)}, claims=[head])
+    # every config is built (and a bad --set refused) before anything is written
+    configs = None if args.from_runs else build_configs(ab, args.config, overrides)
+    suffix = "_smoke" if args.smoke else "_gpu" if (cpu_scale and args.scale == "gpu") else ""
+    exp_dir = common.experiment_dir(ab.name + suffix, args.out)
 
     start = time.perf_counter()
     if args.from_runs:
@@ -243,7 +248,6 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
             configs[g] = load_config(str(args.config), {})
             configs[g].update(stored["config"])
     else:
-        configs = build_configs(ab, args.config, overrides)
         order = list(ab.variants)
         results = common.run_sweep(common.with_seeds(configs, seeds), train_run, exp_dir, rerun=args.rerun)
     stats = common.aggregate(results, order)

@@ -12,18 +12,18 @@ default scale) stay as they are; a second run reuses the finished runs (``--reru
 """
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mobilenet_jax import cli
 from experiments import ablation, relu_manifold, report, v2_bottleneck
 
 DEFAULT_OUT = Path("demo_results")
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results root (default: %(default)s)")
     parser.add_argument("--rerun", action="store_true", help="train the ablation's runs again")
     parser.add_argument("--smoke", action="store_true", help="the ablation at smoke scale (tests)")
@@ -46,4 +46,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_of(main)

@@ -23,7 +23,6 @@ Runs in about 5-10 s on one CPU core with the defaults (100 random T for each n 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilenet_jax import cli
 from experiments import common
 
 EXPERIMENT = "relu_manifold"
@@ -348,7 +348,7 @@ def write_outputs(out_dir: Path, x: np.ndarray, dims: Sequence[int], num_t: int,
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m experiments.relu_manifold",
         description="MobileNetV2 Fig. 1: ReLU on a 2-D spiral embedded in n dimensions, with reconstruction error and "
                     "collapsed fraction over many random T. Runtime: ~5-10 s on one CPU core with the defaults "
@@ -379,4 +379,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_of(main)

@@ -5,11 +5,11 @@ to stay valid from ``results/``. Usage: ``python -m experiments.report [--out re
 """
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from mobilenet_jax import cli
 from experiments import common
 
 _LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -81,7 +81,7 @@ def gather(root: str | Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m experiments.report", description=__doc__.splitlines()[0])
     common.add_output_arg(parser)
     args = parser.parse_args(argv)
     out = Path(args.out) / "README.md"
@@ -91,4 +91,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_of(main)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
 from experiments import common
 from experiments.ablation import Ablation, main
 from experiments.common import Claim
@@ -202,4 +203,4 @@ FULL_CONV = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

@@ -2,6 +2,7 @@
 
 ``python -m experiments.v2_bottleneck`` (see ``--help`` for runtime and full-scale options).
 """
+from mobilenet_jax import cli
 from experiments.ablation import Ablation, main
 from experiments.common import Claim
 
@@ -41,4 +42,4 @@ ABLATION = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

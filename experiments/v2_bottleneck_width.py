@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from experiments import common
+from mobilenet_jax import cli
+
 from experiments.ablation import Ablation, main
 
 WIDTHS = (0.35, 0.5, 0.75, 1.0)
@@ -111,4 +113,4 @@ ABLATION = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

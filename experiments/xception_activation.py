@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
 from experiments import common
 from experiments.ablation import Ablation, main
 from experiments.common import Claim
@@ -54,4 +55,4 @@ ABLATION = Ablation(
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

@@ -14,10 +14,8 @@ for converted Keras networks. Prints one JSON line with top-1, top-5 and the exa
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from typing import Any, Optional, Sequence
 
 import jax
@@ -25,8 +23,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mobilenet_jax import cli
+from mobilenet_jax.errors import UserError
 
-class EvaluationError(RuntimeError):
+
+class EvaluationError(UserError, RuntimeError):
     """A checkpoint directory that cannot be evaluated (missing, corrupt, or another model)."""
 
 
@@ -144,7 +145,7 @@ def evaluate_checkpoint(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a trainer / converter workdir")
     parser.add_argument("--dataset", default="imagenet2012")
     parser.add_argument("--data-dir", default="", help="tfds data_dir (default: tfds's)")
@@ -156,18 +157,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--step", type=int, default=None, help="default: the latest")
     parser.add_argument("--best", action="store_true", help="the best-accuracy checkpoint")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate_checkpoint(
-            args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,
-            batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
-            num_devices=args.num_devices, step=args.step, best=args.best,
-        )
-    except EvaluationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = evaluate_checkpoint(
+        args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,
+        batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
+        num_devices=args.num_devices, step=args.step, best=args.best,
+    )
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

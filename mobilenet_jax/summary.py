@@ -9,11 +9,11 @@ them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any, NamedTuple, Optional
 
+from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
 from mobilenet_jax.profile import model_size
 
@@ -121,7 +121,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.summary", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--model", help="only this model (a registry name)")
     args = parser.parse_args(argv)
@@ -140,4 +140,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

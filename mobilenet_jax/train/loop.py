@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
 from mobilenet_jax.data.pipeline import device_mesh
+from mobilenet_jax.errors import UserError
 from mobilenet_jax.train import distributed
 from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
@@ -31,7 +32,7 @@ from mobilenet_jax.train.steps import (
 log = logging.getLogger("mobilenet_jax")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or Inf; training stopped before checkpointing it."""
 
 
@@ -117,6 +118,8 @@ def train_and_evaluate(
     tx, schedule = build_optimizer(config, durations)
     model = build_model(config, ds.info.num_classes)
 
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file, not a directory; name a new or existing directory")
     os.makedirs(workdir, exist_ok=True)
     writer = MetricWriter(workdir, enabled=primary, tensorboard=config.tensorboard)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint)
@@ -135,10 +138,11 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     )
     start = 0
     last_ckpt = None
-    if ckpts.latest_step() is not None:
-        last_ckpt = ckpts.path(ckpts.latest_step())
-        state = ckpts.restore(state)
+    restored = ckpts.restore_newest_readable(state, primary=primary)
+    if restored is not None:
+        state = restored
         start = int(state.step)
+        last_ckpt = ckpts.path(start)
         writer.truncate_after(start)
         log.info("resumed from %s (step %d)", last_ckpt, start)
     elif primary:

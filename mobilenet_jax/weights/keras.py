@@ -40,6 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mobilenet_jax.errors import UserError
+from mobilenet_jax.models.registry import ModelConfigError
+
 from mobilenet_jax.models.mobilenet_v1 import MobileNetV1
 from mobilenet_jax.models.mobilenet_v2 import MobileNetV2
 from mobilenet_jax.models.mobilenet_v3 import MobileNetV3, MobileNetV3Large, MobileNetV3Small
@@ -59,11 +62,11 @@ KERAS_SEMANTICS: dict[str, dict[str, Any]] = {
 }
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A file that cannot be read as Keras weights (corrupt, truncated, another format)."""
 
 
-class WeightsConversionError(ValueError):
+class WeightsConversionError(UserError, ValueError):
     """Keras weights that do not fit the requested network. `first` names the first
     offending tensor; `missing`, `unexpected`, `mismatched` and `uncovered` list them all."""
 
@@ -79,7 +82,7 @@ class WeightsConversionError(ValueError):
 def keras_model_overrides(name: str) -> dict[str, Any]:
     """The `create_model` fields that reproduce keras.applications' semantics for `name`."""
     if name not in KERAS_SEMANTICS:
-        raise ValueError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
+        raise ModelConfigError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
     return dict(KERAS_SEMANTICS[name])
 
 
