@@ -1,4 +1,4 @@
-"""bfloat16 vs float32 top-1 agreement (issue 5), measured:
+"""bfloat16 vs float32 top-1 agreement, measured:
 
     python -m benchmarks.bf16_agreement [--images 256] [--train-steps 400]
 
@@ -15,13 +15,14 @@ Writes benchmarks/results/bf16_agreement-<date>.json.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from mobilenet_jax import cli
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -94,13 +95,16 @@ def measure_trained(name: str, variant: dict, images: int, steps: int, workdir: 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m benchmarks.bf16_agreement", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--train-steps", type=int, default=400, help="steps per trained network (0: skip them)")
-    parser.add_argument("--models", nargs="*", default=[], help="only these families (default: all)")
+    parser.add_argument("--models", nargs="*", default=[], choices=sorted({case[0] for case in CASES}),
+                        help="only these families (default: all)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bf16_agreement")
     args = parser.parse_args(argv)
+    if args.images < 1 or args.train_steps < 0:
+        parser.error("--images must be >= 1 and --train-steps >= 0")
     wanted = lambda name: not args.models or name in args.models  # noqa: E731
     rows = [measure(*case, args.images) for case in CASES if wanted(case[0])]
     print("random weights (converted Keras), random images")
@@ -127,4 +131,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from mobilenet_jax import cli
+
 RESULTS_DIR = Path(__file__).parent / "results"
 #: (spatial side at a 32x32 input, channels, stride) of MobileNetV2-0.35's depthwise layers,
 #: one per distinct shape.
@@ -75,7 +77,7 @@ def run(batch: int, scale: int, repeats: int) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="python -m benchmarks.depthwise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--scale", type=int, default=1, help="multiply every spatial side (7: a 224x224 network)")
     parser.add_argument("--repeats", type=int, default=10)
@@ -107,4 +109,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.main_of(main)

@@ -16,7 +16,6 @@ and writes the same as JSON under benchmarks/results/. On a GPU, XLA's command b
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import datetime as dt
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from benchmarks.throughput import MODELS, RESULTS_DIR, build_step, environment, resolution_for
+
+from mobilenet_jax import cli
 
 PRESETS = {
     "gpu": dict(batch_size=256, resolution=224, dtype="bfloat16", steps=5),
@@ -268,7 +269,7 @@ def format_report(result: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="mobilenet_v2", choices=MODELS)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
     parser.add_argument("--batch-size", type=int)
@@ -311,4 +312,4 @@ if __name__ == "__main__":
     # One kernel, one name: XLA:GPU's command buffers would report many kernels as one. Set
     # before JAX starts its backend (only the command line can).
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_command_buffer=").strip()
-    sys.exit(main())
+    cli.main_of(main)

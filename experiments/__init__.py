@@ -1,4 +1,4 @@
-"""Paper reproductions: one script per figure or table (see issue 4 and experiments/common.py).
+"""Paper reproductions: one script per figure or table (experiments/common.py holds what they share).
 
 Run one with ``python -m experiments.<name>``; gather every report with ``python -m experiments.report``.
 """

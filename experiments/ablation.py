@@ -8,15 +8,17 @@ curves in the paper's style (mean and min–max band over seeds), ``summary.csv`
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenet_jax import cli
+from mobilenet_jax.errors import UsageError
 from experiments import common
 
 EMBEDDED_CONFIG = common.REPO_ROOT / "configs" / "embedded.py"
@@ -27,33 +29,51 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "num_train_steps": 4, "eval_every_steps": 2, "checkpoint_every_steps": 0, "log_every_steps": 2,
     "warmup_steps": 0, "num_devices": 1, "progress_bar": False, "tensorboard": False,
 }
-# Defaults of every CPU-scale sweep (each Ablation adds its own).
+# Defaults of every CPU-scale sweep (each Ablation adds its own). 4,000 eval images: the binomial
+# standard error of an accuracy is at most 0.8 points (0.3 at 96%), below the seed-to-seed spread
+# the committed runs show (0.1-35 points; 1,000 images gave up to 1.6).
 CPU_OVERRIDES: dict[str, Any] = {
     "num_devices": 1, "progress_bar": False, "tensorboard": False, "checkpoint_every_steps": 0,
-    "embedded_num_train": 8000, "embedded_num_eval": 1000, "eval_every_steps": 50,
+    "embedded_num_train": 8000, "embedded_num_eval": 4000, "eval_every_steps": 50,
 }
+# ``--scale gpu`` on top of the CPU scale: every device, a larger data set, width, resolution and
+# step count (each Ablation adds its own, e.g. the paper's width).
+GPU_OVERRIDES: dict[str, Any] = {
+    "num_devices": -1, "embedded_num_train": 20_000, "embedded_num_eval": 10_000, "image_size": 64,
+    "eval_every_steps": 100,
+}
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ablation:
-    """One paper figure/table as a sweep. ``expect`` lists (paper's better variant, worse variant)."""
+    """One paper figure/table as a sweep. ``claims`` are the paper's orderings, declared before the run,
+    each with the paper's gap (common.Claim); the verdict is decided on them alone."""
 
     name: str
     title: str
     paper_claim: str
     model: str
     variants: Mapping[str, Mapping[str, Any]]
-    expect: Sequence[tuple[str, str]]
-    cpu_overrides: Mapping[str, Any]  # the no-argument scale: minutes on a 2-core CPU
+    claims: Sequence[common.Claim]
+    cpu_overrides: Mapping[str, Any]  # the no-argument scale: under an hour on a 2-core CPU
     runtime: str  # stated in --help
-    default_seeds: Sequence[int] = (0, 1)
+    # What a run at the CPU scale can and cannot show (in every report).
+    limits: str = ""
+    gpu_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # --scale gpu, on top
+    default_seeds: Sequence[int] = DEFAULT_SEEDS
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Optional extra output: (stats, configs by group, exp_dir) -> (figures, sections) for the report.
     extra: Callable[..., tuple[list[tuple[str, str]], list[tuple[str, str]]]] | None = None
     # Variants / orderings for --config or --dataset runs where they differ from the CPU scale's
     # (V1's grid: the paper's widths and resolutions).
     full_scale_variants: Mapping[str, Mapping[str, Any]] | None = None
-    full_scale_expect: Sequence[tuple[str, str]] | None = None
+    full_scale_claims: Sequence[common.Claim] | None = None
+
+    @property
+    def expect(self) -> list[tuple[str, str]]:
+        """The claims' (better, worse) pairs, each once, in declaration order."""
+        return list(dict.fromkeys((c.better, c.worse) for c in self.claims))
 
 
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -62,7 +82,7 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--set wants KEY=VALUE, got {item!r}")
+            raise UsageError(f"--set wants KEY=VALUE, got {item!r}")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -71,8 +91,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """One trainer config per variant: config file < model < scale overrides < variant."""
-    from mobilenet_jax.train import load_config
+    """One trainer config per variant: config file < model < scale overrides < variant; each
+    validated here, so a bad --set fails before anything is written."""
+    from mobilenet_jax.train import load_config, validate_config
 
     configs = {}
     for group, variant in ab.variants.items():
@@ -82,6 +103,7 @@ def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any])
         for key, value in merged.items():  # model_kwargs.* after the reset above
             if key.startswith("model_kwargs."):
                 config.model_kwargs[key.split(".", 1)[1]] = value
+        validate_config(config)
         configs[group] = config
     return configs
 
@@ -94,62 +116,111 @@ def train_run(config: Any, workdir: Path) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "state" and isinstance(v, (int, float, str, bool))}
 
 
-def verdict(stats: Mapping[str, common.GroupStats], expect: Sequence[tuple[str, str]]) -> tuple[str, list[str]]:
-    """'Supported' / 'Contradicted' / 'Inconclusive' from the paper's orderings, with one line each.
-
-    A pair is judged on final accuracy (gap beyond 2 standard errors over seeds); where the finals
-    are within noise (e.g. both near 100%), on the mean of the learning curve instead: which
-    variant converged faster, said as such."""
-    lines, states = [], []
-    for better, worse in expect:
-        a, b = stats[better], stats[worse]
-        n = min(a.n, b.n)
-        state = _state(*common.gap(a, b), n)
-        line = f"paper: {better} > {worse}. Here: {common.compare_text(a, b)}"
-        if state == "inconclusive" and n >= 2:
-            speed_diff, speed_se = common.gap(a, b, over_run=True)
-            state = _state(speed_diff, speed_se, n)
-            line += (f"; over the run (mean of the curve) {speed_diff * 100:+.2f} ± {speed_se * 100:.2f} pts: "
-                     + ({"agrees": f"{better} converges faster", "disagrees": f"{worse} converges faster",
-                         "inconclusive": "no faster variant either"}[state]))
-        states.append(state)
-        lines.append(f"{line} → **{state}**.")
-    if all(s == "agrees" for s in states):
-        head = "Supported"
-    elif any(s == "disagrees" for s in states):
-        head = "Contradicted" if all(s == "disagrees" for s in states) else "Mixed"
-    else:
-        head = "Inconclusive" if not any(s == "agrees" for s in states) else "Partly supported"
-    return head, lines
-
-
-def _state(diff: float, se: float, n: int) -> str:
-    return "inconclusive" if n < 2 or abs(diff) <= 2 * se else ("agrees" if diff > 0 else "disagrees")
+def verdict(stats: Mapping[str, common.GroupStats], claims: Sequence[common.Claim]) -> tuple[str, list[common.Verdict]]:
+    """Every declared claim through :func:`common.decide` (claims whose variants did not run are
+    left out); the headline counts the outcomes."""
+    verdicts = [common.decide(stats, c) for c in claims if c.better in stats and c.worse in stats]
+    return common.headline(verdicts), verdicts
 
 
 def scaled(ab: Ablation, cpu_scale: bool) -> Ablation:
     """The ablation at full scale uses its ``full_scale_*`` variants and orderings where it has them."""
     if cpu_scale or ab.full_scale_variants is None:
         return ab
-    return dataclasses.replace(ab, variants=ab.full_scale_variants, expect=ab.full_scale_expect or ab.expect)
+    return dataclasses.replace(ab, variants=ab.full_scale_variants, claims=ab.full_scale_claims or ab.claims)
+
+
+def _variant_overrides(configs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per variant, the config keys (dotted) where it differs from the others, read from the configs
+    that ran (so a report regenerated from stored runs shows what those runs used); the seed aside."""
+    flat = {g: common._dotted(json.loads(json.dumps(common.to_jsonable(c)))) for g, c in configs.items()}
+    keys = sorted({k for f in flat.values() for k in f if k != "seed"})
+    differ = [k for k in keys if len({json.dumps(f.get(k)) for f in flat.values()}) > 1]
+    return {g: {k: f.get(k) for k in differ} for g, f in flat.items()}
+
+
+def _num_eval(config: Any, result: common.RunResult) -> int | None:
+    n = result.summary.get("eval_num_examples")
+    if n is None and config.get("dataset") == "embedded":
+        n = config.get("embedded_num_eval")
+    return int(n) if n else None
+
+
+def _plateau_text(step: int | None, last: int) -> str:
+    return "not flat" if step is None else f"{step}"
+
+
+def report_sections(
+    ab: Ablation,
+    stats: Mapping[str, common.GroupStats],
+    results: Sequence[common.RunResult],
+    configs: Mapping[str, Any],
+) -> tuple[list[tuple[str, str]], str, bool]:
+    """The per-variant table (mean with its 95% t interval, seed s.d., the eval set's binomial s.e., the
+    step each seed plateaued at) and the plateau summary line; the bool says whether every run plateaued."""
+    overrides = _variant_overrides(configs)
+    rows, all_flat = [], True
+    for g, s in stats.items():
+        runs = sorted((r for r in results if r.group == g), key=lambda r: r.seed)
+        ci = common.mean_ci(s.finals)
+        n_eval = _num_eval(configs[g], runs[0])
+        binom = f"{100 * common.binomial_se(s.final_mean, n_eval):.2f} (N={n_eval})" if n_eval else "–"
+        plateaus = [common.plateau_step(r.curve) for r in runs]
+        all_flat &= all(p is not None for p in plateaus)
+        ci_text = (f"{100 * ci.mean:.2f} [{100 * ci.lo:.2f}, {100 * ci.hi:.2f}]" if ci.n > 1
+                   else f"{100 * ci.mean:.2f} (n=1)")
+        rows.append([ab.labels.get(g, g), f"`{overrides[g]}`" if overrides[g] else "–", ci_text,
+                     f"{100 * s.final_std:.2f}", binom, f"{100 * s.speeds.mean():.2f}",
+                     " ".join(_plateau_text(p, int(r.curve.steps[-1])) for p, r in zip(plateaus, runs)),
+                     " ".join(map(str, s.seeds))])
+    table = common.markdown_table(
+        ["variant", "differs in", "final eval accuracy (%), mean [95% t CI]", "seed s.d.", "eval-set binomial s.e.",
+         "mean over the run (%)", "plateau step per seed", "seeds"], rows)
+    rule = (f"Plateau rule (declared before the runs): a run has plateaued at eval step s when the next "
+            f"evals (at least {common.PLATEAU_EVALS} of them) never improve on the best accuracy so far by "
+            f"{100 * common.PLATEAU_DELTA:.0f} point or more; \"not flat\" = no such step (still rising at the end, or "
+            f"too few evals to tell).")
+    return [("Final accuracy", table + "\n\n" + rule)], rule, all_flat
+
+
+def verdict_table(verdicts: Sequence[common.Verdict], labels: Mapping[str, str] | None = None) -> str:
+    return common.markdown_table(
+        ["claim (paper: better > worse)", "metric", "measured gap (pts) [95% t CI]", "paper's gap (pts)", "verdict",
+         "size vs paper"],
+        [[v.claim.name, v.claim.metric, v.gap.fmt(), v.claim.paper_text(), v.outcome, v.size] for v in verdicts])
+
+
+def verdict_records(verdicts: Sequence[common.Verdict]) -> list[dict[str, Any]]:
+    """``verdicts.json``: what results/README.md's table is built from."""
+    return [{"claim": v.claim.name, "metric": v.claim.metric, "gap": v.gap.mean, "lo": v.gap.lo, "hi": v.gap.hi,
+             "n": v.gap.n, "paper_gap": v.claim.paper_text(), "outcome": v.outcome, "size": v.size}
+            for v in verdicts]
 
 
 def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog=f"python -m experiments.{ab.name}",
-        description=f"{ab.title}. Runtime with no arguments: {ab.runtime} (embedded data, CPU scale). "
-                    f"Full scale: --config configs/<recipe>.py --dataset imagenet2012 --set num_epochs=... "
-                    f"Interrupted sweeps resume: finished runs (runs/<id>/final.json) are skipped.")
+        description=f"{ab.title}. Runtime with no arguments: {ab.runtime} (embedded data, CPU scale, "
+                    f"{len(ab.default_seeds)} seeds). --scale gpu: a larger width, resolution, data set and step "
+                    f"count on every device. Full scale: --config configs/<recipe>.py --dataset imagenet2012 "
+                    f"--set num_epochs=... Interrupted sweeps resume: finished runs (runs/<id>/final.json) are skipped; "
+                    f"--from-runs rewrites the report from the stored runs without training.")
     common.add_sweep_args(parser, ab.default_seeds)
     parser.add_argument("--config", type=Path, default=EMBEDDED_CONFIG, help="base trainer config file (default: %(default)s)")
     parser.add_argument("--dataset", default=None, help="override config.dataset (embedded, cifar10, imagenet2012, ...)")
+    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                        help="embedded-data scale: cpu (the default, stated runtime) or gpu (larger; see GPU_OVERRIDES)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides, dotted keys")
+    parser.add_argument("--from-runs", action="store_true",
+                        help="no training: the report, figures and CSVs from every finished run under runs/")
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps on a few images, one seed, the paper's headline pair of variants (tests)")
     args = parser.parse_args(argv)
 
     cpu_scale = args.config == EMBEDDED_CONFIG and args.dataset in (None, "embedded")
     overrides: dict[str, Any] = {**CPU_OVERRIDES, **ab.cpu_overrides} if cpu_scale else {}
+    if cpu_scale and args.scale == "gpu":
+        overrides.update({**GPU_OVERRIDES, **ab.gpu_overrides})
     ab = scaled(ab, cpu_scale)
     if args.smoke:
         overrides.update(SMOKE_OVERRIDES)
@@ -157,50 +228,87 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         overrides["dataset"] = args.dataset
     overrides.update(parse_set(args.set))
     seeds = [args.seeds[0]] if args.smoke else args.seeds
-    exp_dir = common.experiment_dir(ab.name + ("_smoke" if args.smoke else ""), args.out)
     if args.smoke:  # the paper's headline comparison only: two networks to compile
-        ab = dataclasses.replace(ab, variants={g: ab.variants[g] for g in ab.expect[0]}, expect=ab.expect[:1])
-    configs = build_configs(ab, args.config, overrides)
-    specs = common.with_seeds(configs, seeds)
+        head = ab.claims[0]
+        ab = dataclasses.replace(ab, variants={g: ab.variants[g] for g in (head.better, head.worse)}, claims=[head])
+    # every config is built (and a bad --set refused) before anything is written
+    configs = None if args.from_runs else build_configs(ab, args.config, overrides)
+    suffix = "_smoke" if args.smoke else "_gpu" if (cpu_scale and args.scale == "gpu") else ""
+    exp_dir = common.experiment_dir(ab.name + suffix, args.out)
 
     start = time.perf_counter()
-    results = common.run_sweep(specs, train_run, exp_dir, rerun=args.rerun)
-    stats = common.aggregate(results, list(ab.variants))
+    if args.from_runs:
+        results = common.load_runs(exp_dir)
+        present = list(dict.fromkeys(r.group for r in results))
+        order = [g for g in ab.variants if g in present] + [g for g in present if g not in ab.variants]
+        from mobilenet_jax.train import load_config
+        configs = {}
+        for g in order:
+            stored = common.read_json(exp_dir / "runs" / next(r.run_id for r in results if r.group == g) / "final.json")
+            configs[g] = load_config(str(args.config), {})
+            configs[g].update(stored["config"])
+    else:
+        order = list(ab.variants)
+        results = common.run_sweep(common.with_seeds(configs, seeds), train_run, exp_dir, rerun=args.rerun)
+    stats = common.aggregate(results, order)
+    seeds_run = sorted({r.seed for r in results})
     common.write_csv(exp_dir / "curves.csv", common.curves_rows(results))
     common.write_csv(exp_dir / "summary.csv", common.summary_rows(stats))
     common.plot_curves(stats, exp_dir / "accuracy_vs_steps.png", title=ab.title, labels=ab.labels)
-    head, lines = verdict(stats, ab.expect)
-    table = common.markdown_table(
-        ["variant", "config overrides", "final eval accuracy (%)", "min", "max", "mean over the run (%)", "seeds"],
-        [[ab.labels.get(g, g), f"`{common.to_jsonable(dict(ab.variants[g]))}`",
-          common.fmt_mean_std(s.final_mean, s.final_std, s.n), f"{100 * s.finals.min():.2f}",
-          f"{100 * s.finals.max():.2f}", f"{100 * s.speeds.mean():.2f}", " ".join(map(str, s.seeds))]
-         for g, s in stats.items()])
+    head, verdicts = verdict(stats, ab.claims)
+    common.write_json(exp_dir / "verdicts.json", verdict_records(verdicts))
     figures = [("Eval accuracy against training step: mean over seeds, band = min–max.", "accuracy_vs_steps.png")]
-    sections = [("Final accuracy", table)]
+    sections, rule, all_flat = report_sections(ab, stats, results, configs)
+    sections = [("Verdicts", verdict_table(verdicts) + "\n\n" + _VERDICT_RULE)] + sections
     if ab.extra is not None:
         more_figures, more_sections = ab.extra(stats, configs, exp_dir)
         figures += more_figures
         sections += more_sections
     config = next(iter(configs.values()))
-    scale = (f"dataset `{config.dataset}`, model `{config.model}` {common.to_jsonable(dict(config.model_kwargs))}, "
-             f"image size {config.image_size}, batch {config.batch_size}, "
-             f"{config.num_train_steps if config.num_train_steps >= 0 else str(config.num_epochs) + ' epochs'} steps, "
-             f"optimizer {config.optimizer} lr {config.learning_rate} ({config.lr_schedule}); seeds {seeds}. "
-             f"Training time, sum over the {len(results)} runs: {sum(r.wall_s for r in results) / 60:.1f} min "
-             f"({os.cpu_count()} CPU cores seen; runs reused from earlier "
+    steps = (f"{config.num_train_steps} steps" if config.num_train_steps >= 0 else f"{config.num_epochs} epochs")
+    setup = (f"dataset `{config.dataset}` ({config.get('embedded_num_train')} train / {config.get('embedded_num_eval')} "
+             f"eval images where embedded), model `{config.model}` {common.to_jsonable(dict(config.model_kwargs))}, "
+             f"image size {config.image_size}, batch {config.batch_size}, {steps}, eval every "
+             f"{config.eval_every_steps} steps, optimizer {config.optimizer} lr {config.learning_rate} "
+             f"({config.lr_schedule}); seeds {seeds_run}. Training time, sum over the {len(results)} runs: "
+             f"{sum(r.wall_s for r in results) / 60:.1f} min ({os.cpu_count()} CPU cores seen; runs reused from earlier "
              f"invocations: {sum(r.resumed for r in results)}, this invocation {time.perf_counter() - start:.0f} s).")
-    caveat = ("" if not cpu_scale else
-              " This is the embedded shapes data set at CPU scale, not ImageNet: a few minutes of training on a "
-              "small model, and the paper's ImageNet gaps need not carry over. With two or three seeds the standard "
-              "error is itself rough: read the 2-s.e. rule as a screen, and a gap under a point as weak evidence.")
+    if args.from_runs:
+        setup += (f" This report was rebuilt from the stored runs (`--from-runs`, no training): the setup above is "
+                  f"theirs (each run's full config is in runs/<id>/config.json). `python -m experiments.{ab.name}` "
+                  f"now runs the current default instead: {ab.runtime}.")
+    n_min = min(s.n for s in stats.values())
+    caveats = []
+    if n_min < 5:
+        caveats.append(f"With {n_min} seed{'s' * (n_min != 1)} per variant a 95% t interval is wide "
+                       f"(±{common.t_quantile_975(max(n_min - 1, 1)):.1f} standard errors at n = {max(n_min, 2)}): "
+                       f"only gaps far larger than the seed spread are decided, the rest are honestly inconclusive, "
+                       f"and these runs cannot say more; the default is now 5 seeds.")
+    if not all_flat:
+        caveats.append("Some runs were still rising at their last eval (see the plateau column): their gaps measure "
+                       "how fast each variant learns at this step count as much as where it converges.")
+    if cpu_scale:
+        caveats.append("This is the embedded shapes data set at CPU scale, not ImageNet: the paper's ImageNet gaps "
+                       "need not carry over, so a size that differs from the paper's is a finding about this scale.")
+    outcome = f"**{head[:1].upper() + head[1:]}.** " + " ".join(v.line() for v in verdicts)
     argv_text = " ".join(argv) if argv is not None else ""
     command = f"python -m experiments.{ab.name}" + (f" {argv_text}" if argv_text else "")
-    sections += [("Setup", scale), ("Files", "`curves.csv` (every run's eval curve), `summary.csv` (per variant), "
-                                              "`runs/<run_id>/` (trainer workdirs: metrics.jsonl, config.json, final.json).")]
-    report = common.write_report(exp_dir, title=ab.title, paper_claim=ab.paper_claim,
-                                 outcome=f"**{head}.** " + " ".join(lines) + caveat, command=command,
-                                 figures=figures, sections=sections)
-    print(f"{head}: " + " | ".join(lines))
+    limits = (ab.limits.strip() + " " if ab.limits and cpu_scale else "") + " ".join(caveats)
+    sections += [("What this run can and cannot show", limits or "–"), ("Setup", setup),
+                 ("Files", "`curves.csv` (every run's eval curve), `summary.csv` (per variant), `verdicts.json` "
+                           "(the verdict table), `runs/<run_id>/` (trainer workdirs: metrics.jsonl, config.json, "
+                           "final.json).")]
+    report = common.write_report(exp_dir, title=ab.title, paper_claim=ab.paper_claim, outcome=outcome,
+                                 command=command, figures=figures, sections=sections)
+    print(f"{head}:\n  " + "\n  ".join(v.line() for v in verdicts))
     print(f"wrote {exp_dir}; report: {report}")
     return report
+
+
+_VERDICT_RULE = (
+    "Rule (the same for every experiment, fixed before the runs): each claim is judged once, on its declared metric "
+    "(final eval accuracy unless the row says *speed*, the mean of the eval curve). The gap better − worse is paired "
+    "by seed; **agrees** when its whole 95% t interval is above 0, **disagrees** when wholly below 0, "
+    "**inconclusive** otherwise. *Size vs paper*: consistent when the paper's gap lies in (overlaps) an interval that "
+    "excludes 0, larger/smaller when the interval lies wholly above/below it, not resolved when the interval holds "
+    "both 0 and the paper's gap.")

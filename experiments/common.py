@@ -16,6 +16,7 @@ import argparse
 import copy
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from mobilenet_jax import paths
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
@@ -37,10 +40,9 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
 
 def experiment_dir(name: str, root: str | Path | None = None) -> Path:
-    """``<root>/<name>`` (root defaults to the repository's ``results/``), created if missing."""
-    path = Path(root if root is not None else RESULTS_ROOT) / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``<root>/<name>`` (root defaults to the repository's ``results/``; a bucket URI works
+    too, see mobilenet_jax/paths.py), created if missing and proven writable."""
+    return paths.writable_dir(paths.resolve(root if root is not None else RESULTS_ROOT, "--out") / name, "--out")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -59,8 +61,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, os.PathLike):  # pathlib and epath (bucket URIs keep their scheme)
+        return os.fspath(obj)
     if hasattr(obj, "__array__"):  # numpy / jax arrays
         return to_jsonable(np.asarray(obj).tolist())
     return repr(obj)
@@ -68,36 +70,36 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
+    path = paths.resolve(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(to_jsonable(obj), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
     return path
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(paths.resolve(path).read_text())
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write dict rows; columns are the union of keys in first-seen order. Floats keep full precision."""
-    path = Path(path)
+    path = paths.resolve(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+    path.write_text(text.getvalue())
     return path
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
+    return list(csv.DictReader(io.StringIO(paths.resolve(path).read_text(), newline="")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def read_metrics_jsonl(path: str | Path, metric: str = "eval_accuracy") -> Curve
     logged twice (a run resumed from a checkpoint) keeps its last value. This is the only function
     that knows the log format.
     """
-    path = Path(path)
+    path = paths.resolve(path)
     split, _, key = metric.partition("_")
     by_step: dict[int, float] = {}
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
@@ -198,13 +200,14 @@ def with_seeds(
     seeds: Sequence[int],
     set_seed: Callable[[Any, int], Any] = set_config_seed,
 ) -> list[RunSpec]:
-    """Cross variants with seeds: run ids ``<variant>-s<seed>``, in variant-major order."""
+    """Cross variants with seeds: run ids ``<variant>-s<seed>``, in seed-major order (every variant's
+    first seed, then every variant's second, ...), so a sweep stopped early still pairs every variant."""
     if not seeds:
         raise ValueError("need at least one seed")
     return [
         RunSpec(run_id=f"{name}-s{seed}", group=name, seed=int(seed), config=set_seed(config, int(seed)))
-        for name, config in variants.items()
         for seed in seeds
+        for name, config in variants.items()
     ]
 
 
@@ -240,6 +243,15 @@ def _check_same_config(stored: Any, config: Any, final_path: Path) -> None:
         f"{b.get(key, '<missing>')!r}: pass --rerun to train it again, or --out for a fresh results directory")
 
 
+def load_runs(exp_dir: str | Path) -> list[RunResult]:
+    """Every finished run under ``exp_dir/runs/`` (those with a ``final.json``), sorted by run id: a
+    report can be rebuilt from them without training."""
+    finals = sorted((Path(exp_dir) / "runs").glob("*/final.json"))
+    if not finals:
+        raise FileNotFoundError(f"no finished run (runs/<id>/final.json) under {exp_dir}")
+    return [_result_from_final(read_json(f), resumed=True) for f in finals]
+
+
 def run_sweep(
     specs: Sequence[RunSpec],
     run_fn: RunFn,
@@ -263,7 +275,7 @@ def run_sweep(
     for run_id in ids:
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run id {run_id!r} must match {_RUN_ID.pattern} (it names a directory)")
-    exp_dir = Path(exp_dir)
+    exp_dir = paths.resolve(exp_dir, "--out")
     results = []
     for i, spec in enumerate(specs, start=1):
         workdir = exp_dir / "runs" / spec.run_id
@@ -366,25 +378,201 @@ def aggregate(results: Sequence[RunResult], groups: Sequence[str] | None = None)
     return stats
 
 
-def gap(a: GroupStats, b: GroupStats, *, over_run: bool = False) -> tuple[float, float]:
-    """(final mean of a − final mean of b, its standard error from the seeds' spread); with
-    ``over_run``, the same for the curves' means (:attr:`GroupStats.speeds`)."""
-    va, vb = (a.speeds, b.speeds) if over_run else (a.finals, b.finals)
-    var = lambda v: float(v.var(ddof=1)) if len(v) > 1 else 0.0  # noqa: E731
-    se = math.sqrt(var(va) / len(va) + var(vb) / len(vb))
-    return float(va.mean() - vb.mean()), se
+# ----------------------------------------------------------------------------------------------
+# Statistics: t intervals over seeds, paired gaps, one verdict per declared claim
+# ----------------------------------------------------------------------------------------------
+
+# Two-sided 95% quantiles of Student's t, t_{0.975}(df), from the standard tables; between the
+# tabulated df, interpolated linearly in 1/df (exact to 0.001 at every df >= 30).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+_Z975 = 1.960
 
 
-def compare_text(a: GroupStats, b: GroupStats, *, scale: float = 100.0, unit: str = "pts") -> str:
-    """Plain statement of whether ``a`` beats ``b`` at the end of training, beyond the seed noise (2 s.e.)."""
-    diff, se = gap(a, b)
-    d, s = diff * scale, se * scale
-    if min(a.n, b.n) < 2:
-        return f"{a.group} − {b.group} = {d:+.2f} {unit} (one seed: no spread, so no claim either way)"
-    if abs(diff) > 2 * se:
-        winner = a.group if diff > 0 else b.group
-        return f"{a.group} − {b.group} = {d:+.2f} ± {s:.2f} {unit} (s.e.): {winner} is better beyond seed noise"
-    return f"{a.group} − {b.group} = {d:+.2f} ± {s:.2f} {unit} (s.e.): within seed noise (|gap| ≤ 2 s.e.)"
+def t_quantile_975(df: int) -> float:
+    """t_{0.975}(df): the multiplier of the standard error in a two-sided 95% t interval."""
+    if df < 1:
+        raise ValueError(f"a t interval needs df >= 1 (at least two values), got df={df}")
+    if df in _T975:
+        return _T975[df]
+    known = sorted(_T975)
+    if df > known[-1]:
+        lo_df, lo_t, hi_inv, hi_t = known[-1], _T975[known[-1]], 0.0, _Z975
+    else:
+        lo_df = max(k for k in known if k < df)
+        hi_df = min(k for k in known if k > df)
+        lo_t, hi_inv, hi_t = _T975[lo_df], 1.0 / hi_df, _T975[hi_df]
+    frac = (1.0 / lo_df - 1.0 / df) / (1.0 / lo_df - hi_inv)
+    return lo_t + frac * (hi_t - lo_t)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A mean and its two-sided 95% t interval over ``n`` values (infinite with fewer than two)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.hi - self.lo) / 2
+
+    def contains(self, x: float) -> bool:
+        return self.lo <= x <= self.hi
+
+    def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
+        """``"+35.1 [30.2, 40.0]"`` (or ``"+35.1 [n=1: no interval]"``)."""
+        if not math.isfinite(self.half_width):
+            return f"{self.mean * scale:+.{digits}f} [n={self.n}: no interval]"
+        return f"{self.mean * scale:+.{digits}f} [{self.lo * scale:+.{digits}f}, {self.hi * scale:+.{digits}f}]"
+
+
+def mean_ci(values: Sequence[float] | np.ndarray) -> Interval:
+    """Mean of ``values`` with its 95% t interval, mean ± t_{0.975}(n−1)·s/√n."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("mean_ci needs at least one value")
+    m = float(v.mean())
+    if v.size < 2:
+        return Interval(m, -math.inf, math.inf, int(v.size))
+    half = t_quantile_975(v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return Interval(m, m - half, m + half, int(v.size))
+
+
+def paired_gap(a: GroupStats, b: GroupStats, *, metric: str = "final") -> Interval:
+    """``a − b`` paired by seed (the same seed draws the same data order for both variants), with the t
+    interval of the per-seed differences. ``metric`` is ``"final"`` (eval accuracy at the last common
+    step) or ``"speed"`` (each run's mean over its eval curve: how fast it learned). Seeds that only one
+    variant ran are left out; fewer than two shared seeds give an infinite interval."""
+    if metric not in ("final", "speed"):
+        raise ValueError(f"metric must be 'final' or 'speed', got {metric!r}")
+    va, vb = (a.finals, b.finals) if metric == "final" else (a.speeds, b.speeds)
+    by_seed_b = dict(zip(b.seeds, vb))
+    diffs = [float(x) - float(by_seed_b[s]) for s, x in zip(a.seeds, va) if s in by_seed_b]
+    if not diffs:
+        raise ValueError(f"{a.group} and {b.group} share no seed: nothing to pair")
+    return mean_ci(diffs)
+
+
+def binomial_se(accuracy: float, num_eval: int) -> float:
+    """Standard error of an accuracy measured on ``num_eval`` independent eval images, √(p(1−p)/N)."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / num_eval)
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One ordering a paper states, declared before the run: ``better`` beats ``worse`` on ``metric``.
+
+    ``metric``: ``"final"`` (final eval accuracy, the default and the claim the verdict is about) or
+    ``"speed"`` (mean of the eval curve, a separately named claim about convergence speed where the
+    paper makes one). ``paper_gap``: the paper's better − worse in accuracy points as a (low, high)
+    range (equal ends for a table's number), or None where the paper gives no number; ``source`` says
+    where it comes from (table, or figure read by eye).
+    """
+
+    better: str
+    worse: str
+    paper_gap: tuple[float, float] | None = None
+    source: str = ""
+    metric: str = "final"
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("final", "speed"):
+            raise ValueError(f"Claim.metric must be 'final' or 'speed', got {self.metric!r}")
+        if self.paper_gap is not None and self.paper_gap[0] > self.paper_gap[1]:
+            raise ValueError(f"Claim.paper_gap must be (low, high), got {self.paper_gap}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.better} > {self.worse}" + (" (speed)" if self.metric == "speed" else "")
+
+    def paper_text(self) -> str:
+        if self.paper_gap is None:
+            return "no number" + (f" ({self.source})" if self.source else "")
+        lo, hi = self.paper_gap
+        value = f"{lo:+.1f}" if lo == hi else f"{lo:+.1f} to {hi:+.1f}"
+        return value + (f" ({self.source})" if self.source else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The outcome of one :class:`Claim`: ``outcome`` is decided by the sign of the whole 95% interval of
+    the paired gap (agrees / disagrees / inconclusive); ``size`` compares the interval with the paper's
+    gap: consistent (the paper's range overlaps an interval that excludes 0), larger / smaller (the
+    interval lies wholly above / below it), not resolved (the interval holds both 0 and the paper's gap:
+    it cannot tell them apart), unknown (no paper number or no interval)."""
+
+    claim: Claim
+    gap: Interval  # better − worse, fraction (×100 for points)
+    outcome: str
+    size: str
+
+    def line(self) -> str:
+        c, unit = self.claim, ("pts of final accuracy" if self.claim.metric == "final" else "pts of mean accuracy over the run")
+        text = (f"{c.name}: gap {self.gap.fmt()} {unit} (paired by seed, 95% t interval, n={self.gap.n}) → "
+                f"**{self.outcome}**")
+        if c.paper_gap is not None:
+            text += f"; paper's gap {c.paper_text()}: size {self.size}"
+        else:
+            text += f"; {c.paper_text()}"
+        return text + "."
+
+
+def decide(stats: Mapping[str, GroupStats], claim: Claim) -> Verdict:
+    """The one verdict rule. Decided once, on the claim's declared metric: agrees when the whole 95%
+    interval of the paired gap is above 0, disagrees when it is below 0, inconclusive otherwise (or with
+    fewer than two paired seeds). No second try on another metric."""
+    g = paired_gap(stats[claim.better], stats[claim.worse], metric=claim.metric)
+    if not math.isfinite(g.half_width):
+        outcome = "inconclusive"
+    else:
+        outcome = "agrees" if g.lo > 0 else "disagrees" if g.hi < 0 else "inconclusive"
+    if claim.paper_gap is None or not math.isfinite(g.half_width):
+        size = "unknown"
+    else:
+        lo, hi = (x / 100.0 for x in claim.paper_gap)
+        size = ("larger than the paper's" if g.lo > hi else "smaller than the paper's" if g.hi < lo
+                else "consistent" if outcome != "inconclusive" else "not resolved")
+    return Verdict(claim, g, outcome, size)
+
+
+def headline(verdicts: Sequence[Verdict]) -> str:
+    """One line for a set of verdicts, counting outcomes (never stronger than the weakest interval
+    allows): e.g. ``"1 agrees, 2 inconclusive; size: 1 larger than the paper's"``."""
+    counts = {o: sum(v.outcome == o for v in verdicts) for o in ("agrees", "disagrees", "inconclusive")}
+    head = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+    sizes = [v.size for v in verdicts if v.size != "unknown"]
+    if sizes:
+        head += "; size vs the paper: " + ", ".join(f"{sizes.count(s)} {s}" for s in dict.fromkeys(sizes))
+    return head
+
+
+# ----------------------------------------------------------------------------------------------
+# Plateau: has a run stopped improving?
+# ----------------------------------------------------------------------------------------------
+
+PLATEAU_EVALS = 3  # k: evals after the plateau point that must not improve on it
+PLATEAU_DELTA = 0.01  # δ: an improvement below 1 point of accuracy counts as flat
+
+
+def plateau_step(curve: Curve, k: int = PLATEAU_EVALS, delta: float = PLATEAU_DELTA) -> int | None:
+    """The first eval step s_i after which no later eval improves on the best value so far by ``delta``
+    or more (max(v[i+1..]) − max(v[0..i]) < δ), with at least ``k`` evals after it: the run had
+    plateaued at s_i. None when there is no such step (still rising at the end, or too few evals after
+    the flat point to tell). Judged on the whole curve, so a run stuck at chance before it takes off is
+    not called flat. Under a decaying learning rate a flat tail can also mean the rate ran out; the
+    report says which schedule ran."""
+    v = np.asarray(curve.values, dtype=np.float64)
+    best = np.maximum.accumulate(v)
+    later_best = np.maximum.accumulate(v[::-1])[::-1]  # later_best[j] = max(v[j..])
+    for i in range(len(v) - k):
+        if later_best[i + 1] - best[i] < delta:
+            return int(curve.steps[i])
+    return None
 
 
 def curves_rows(results: Sequence[RunResult], metric: str = "eval_accuracy") -> list[dict[str, Any]]:
@@ -446,7 +634,7 @@ def write_report(
 
     ``figures`` are (caption, file name relative to exp_dir); ``sections`` are (heading, markdown body).
     """
-    exp_dir = Path(exp_dir)
+    exp_dir = paths.resolve(exp_dir, "--out")
     for _, name in figures:
         if not (exp_dir / name).exists():
             raise FileNotFoundError(f"report figure {exp_dir / name} does not exist")
@@ -504,9 +692,9 @@ def plot_curves(
     # Below the axes: never over a curve, however many variants.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), title="mean over seeds, band = min–max",
               title_fontsize=8, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
-    return Path(path)
+    return paths.resolve(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -529,30 +717,67 @@ def plot_tradeoff(
     xlabel: str = "multiply-adds (millions, log scale)",
     scale: float = 100.0,
     unjoined: Sequence[str] = (),
-) -> Path:
-    """Accuracy against multiply-adds on a log x axis, error bars = seed std, one marker/colour per series;
-    a series in ``unjoined`` (unrelated networks) gets markers without a line."""
+) -> list[tuple[str, tuple[float, float], tuple[float, float, float, float]]]:
+    """Accuracy against cost (``TradeoffPoint.madds``: multiply-adds for V1 Fig. 4, parameters for Fig. 5)
+    on a log x axis, error bars = seed std, one marker/colour per series; a series in ``unjoined``
+    (unrelated networks) gets markers without a line.
+
+    Labels: a joined series' label sits just right of its own marker, vertically centred on it. The
+    unjoined markers often sit almost on top of each other, so their labels go in a column to the
+    right, in the markers' vertical order and never overlapping, each with a leader line to its own
+    marker. Returns, per point in input order, (label, marker position, label box (x0, y0, x1, y1)),
+    both in display pixels, for checking the placement."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     series = list(dict.fromkeys(p.series for p in points))
     for i, name in enumerate(series):
         pts = sorted((p for p in points if p.series == name), key=lambda p: p.madds)
-        x = [p.madds / 1e6 for p in pts]
         ax.errorbar(
-            x, [p.mean * scale for p in pts], yerr=[p.std * scale for p in pts], fmt="s" if name in unjoined else "o-",
-            ms=5, lw=1,
-            capsize=3, color=PALETTE[i % len(PALETTE)], label=name,
+            [p.madds / 1e6 for p in pts], [p.mean * scale for p in pts], yerr=[p.std * scale for p in pts],
+            fmt="s" if name in unjoined else "o-", ms=5, lw=1, capsize=3, color=PALETTE[i % len(PALETTE)], label=name,
         )
-        for j, (p, xi) in enumerate(zip(pts, x)):  # unjoined points sit close: stagger their labels
-            offset = (4, 4 - 9 * j) if name in unjoined else (4, 4)
-            ax.annotate(p.label, (xi, p.mean * scale), textcoords="offset points", xytext=offset, fontsize=7)
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.canvas.draw()  # fixes the limits, so data -> display positions are final
+    px_per_pt = fig.dpi / 72.0
+    display = [ax.transData.transform((p.madds / 1e6, p.mean * scale)) for p in points]
+    texts: list[Any] = [None] * len(points)
+    for i, p in enumerate(points):
+        if p.series not in unjoined:
+            texts[i] = ax.annotate(p.label, (p.madds / 1e6, p.mean * scale), textcoords="offset points",
+                                   xytext=(5, 0), va="center", fontsize=7)
+    for name in unjoined:
+        members = sorted((i for i, p in enumerate(points) if p.series == name), key=lambda i: display[i][1])
+        if not members:
+            continue
+        column_x = max(display[i][0] for i in members) + 18 * px_per_pt
+        line_h, last_y = 10 * px_per_pt, -math.inf
+        for i in members:  # bottom to top: each label at its marker's height, or just above the previous one
+            y = max(display[i][1], last_y + line_h)
+            last_y = y
+            p = points[i]
+            texts[i] = ax.annotate(
+                p.label, (p.madds / 1e6, p.mean * scale), textcoords="offset points",
+                xytext=((column_x - display[i][0]) / px_per_pt, (y - display[i][1]) / px_per_pt), va="center",
+                fontsize=7, arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.4", "shrinkA": 0, "shrinkB": 3})
+    save_figure(fig, path, bbox_inches="tight")
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # back at the figure's own dpi: markers and labels in the same pixels
+    renderer = fig.canvas.get_renderer()
+    display = [ax.transData.transform((p.madds / 1e6, p.mean * scale)) for p in points]
+    placed = []
+    for p, xy, text in zip(points, display, texts):
+        box = Text.get_window_extent(text, renderer)  # the text alone, not its leader line
+        placed.append((p.label, (float(xy[0]), float(xy[1])), (box.x0, box.y0, box.x1, box.y1)))
     plt.close(fig)
-    return Path(path)
+    return placed
 
 
 def plot_bars(
@@ -579,9 +804,9 @@ def plot_bars(
     ax.set(title=title, ylabel=ylabel)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    save_figure(fig, path)
     plt.close(fig)
-    return Path(path)
+    return paths.resolve(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -589,8 +814,24 @@ def plot_bars(
 # ----------------------------------------------------------------------------------------------
 
 
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """``fig`` as a PNG at ``path`` (local or in a bucket) through the path layer, 150 dpi."""
+    path = paths.resolve(path)
+    with path.open("wb") as f:
+        fig.savefig(f, format="png", dpi=150, **kwargs)
+    return path
+
+
+def results_root(text: str) -> Path:
+    """``--out``: a local directory or a bucket URI (argparse's type)."""
+    try:
+        return paths.resolve(text, "--out")
+    except paths.PathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=RESULTS_ROOT, help="results root; writes <out>/<experiment>/ (default: %(default)s)")
+    parser.add_argument("--out", type=results_root, default=RESULTS_ROOT, help="results root, a directory or a bucket URI; writes <out>/<experiment>/ (default: %(default)s)")
 
 
 def add_sweep_args(parser: argparse.ArgumentParser, default_seeds: Sequence[int] = (0, 1, 2)) -> None:

@@ -2,7 +2,12 @@
 
 ``python -m experiments.v2_bottleneck`` (see ``--help`` for runtime and full-scale options).
 """
+from mobilenet_jax import cli
 from experiments.ablation import Ablation, main
+from experiments.common import Claim
+
+# Fig. 6a's curves end about 1-2 points apart (width 1.0, ImageNet); the text says "several percent".
+PAPER_GAP = (1.0, 2.0)
 
 ABLATION = Ablation(
     name="v2_bottleneck",
@@ -17,11 +22,24 @@ ABLATION = Ablation(
         "linear": {"model_kwargs.bottleneck_activation": "linear"},
         "relu6": {"model_kwargs.bottleneck_activation": "relu6"},
     },
-    expect=[("linear", "relu6")],
-    cpu_overrides={"num_train_steps": 600},
-    runtime="under 10 minutes on 2 CPU cores (2 variants x 2 seeds x 600 steps; 9.7 min measured with a second sweep sharing the cores)",
+    claims=[Claim("linear", "relu6", PAPER_GAP, "Fig. 6a, read off the curves")],
+    # Width 1.0 as in the paper: at 0.35 the bottlenecks have 8-112 channels and the first ones are
+    # so thin that a ReLU6 there zeroes half of very few channels (a thin-width effect; see
+    # experiments.v2_bottleneck_width for the gap against width). 32x32 input, 800 steps.
+    cpu_overrides={"model_kwargs": {"width": 1.0, "dropout_rate": 0.0, "bn_momentum": 0.9}, "num_train_steps": 800},
+    gpu_overrides={"image_size": 96, "num_train_steps": 5000},
+    runtime=("about 50-60 minutes on 2 CPU cores (2 variants x 5 seeds x 800 steps at width 1.0, 32x32; estimated "
+             "from measured per-step times, 0.25-0.3 s a step plus evals)"),
+    limits=(
+        "The switch is placed as in the paper (ReLU6 after the projection's BatchNorm, before the residual add). "
+        "On the embedded shapes a non-linear bottleneck mostly slows learning; whether the gap closes at "
+        "convergence needs the plateau column: a run that is not flat measures speed at this step count. "
+        "The committed runs were made at width 0.35, whose bottlenecks are 8-112 channels wide (the first ones "
+        "8-16): the 35-point gap there is a thin-width effect, far from the paper's 1-2 points at width 1.0. The "
+        "linear runs are the same configuration as Fig. 6b's bottleneck-shortcut runs (identical numbers): one set "
+        "of runs reported in both, not independent evidence."),
     labels={"linear": "linear bottleneck (paper)", "relu6": "ReLU6 in bottleneck"},
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

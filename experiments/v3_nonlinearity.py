@@ -2,30 +2,42 @@
 
 ``python -m experiments.v3_nonlinearity`` (see ``--help`` for runtime and full-scale options).
 """
+from mobilenet_jax import cli
 from experiments.ablation import Ablation, main
+from experiments.common import Claim
 
 _PLACEMENT = {"relu": None, "hswish80": 80, "hswish112": 112, "hswish16": 16}
-VARIANTS = {
-    f"{name}{'' if se else '-noSE'}": {"model_kwargs.hswish_from": start, "model_kwargs.squeeze_excite": se}
-    for se in (True, False) for name, start in _PLACEMENT.items()
-}
+# Table 5's four rows (squeeze-excite on, as published). The committed runs also tried each without
+# squeeze-excite (our addition; "<name>-noSE"): reports rebuilt from them show those too.
+VARIANTS = {name: {"model_kwargs.hswish_from": start, "model_kwargs.squeeze_excite": True}
+            for name, start in _PLACEMENT.items()}
 
 ABLATION = Ablation(
     name="v3_nonlinearity",
     title="MobileNetV3 Table 5 — h-swish placement (V3-Large), SE on/off",
     paper_claim=(
         "V3-Large top-1 (Table 5): h-swish from the 80-channel stage (published) 75.2; ReLU everywhere 74.5 (−0.7); "
-        "h-swish@16 (whole network) 75.4 (+0.2, but +4% latency); h-swish@112 75.0 (−0.3). Squeeze-excite on/off is "
-        "our addition (the paper's SE ablation is Table 6's latency, not accuracy)."),
+        "h-swish@16 (whole network) 75.4 (+0.2, but +4% latency); h-swish@112 75.0 (−0.3). The paper reports no "
+        "accuracy with squeeze-excite removed; the committed runs' SE-off variants are our addition."),
     model="mobilenet_v3_large",
     variants=VARIANTS,
-    expect=[("hswish80", "relu"), ("hswish16", "hswish80"), ("hswish80", "hswish112")],
+    claims=[Claim("hswish80", "relu", (0.7, 0.7), "Table 5: 75.2 vs 74.5"),
+            Claim("hswish16", "hswish80", (0.2, 0.2), "Table 5: 75.4 vs 75.2"),
+            Claim("hswish80", "hswish112", (0.2, 0.2), "Table 5: 75.2 vs 75.0")],
     cpu_overrides={"model_kwargs": {"width": 0.35, "dropout_rate": 0.0, "bn_momentum": 0.9},
-                   "num_train_steps": 400},
-    runtime="about 25-40 minutes on 2 CPU cores (8 variants x 2 seeds x 400 steps, V3-Large width 0.35 at 32x32; 40.2 min measured with other jobs sharing the cores)",
+                   "num_train_steps": 450},
+    gpu_overrides={"model_kwargs": {"width": 1.0, "dropout_rate": 0.0, "bn_momentum": 0.9}, "image_size": 96,
+                   "num_train_steps": 5000},
+    runtime=("about 45-60 minutes on 2 CPU cores (4 variants x 5 seeds x 450 steps, V3-Large width 0.35 at 32x32; "
+             "the committed runs took 1.4-4.3 min each for 400 steps with other jobs sharing the cores)"),
+    limits=(
+        "Table 5's gaps are 0.2-0.7 points: on 5 seeds a gap that small is only resolved if the seed spread is "
+        "well under a point, which the committed runs (width 0.35, 400 steps, 2 seeds: spreads up to 50 points, "
+        "h-swish@16 without SE 37.2 / 87.3) are far from; curves still rising at 400 steps measure learning speed, "
+        "not the converged accuracy the table reports. Latency (Table 5's other column) is not measured here."),
     labels={"hswish80": "h-swish@80 (paper)", "relu": "ReLU everywhere", "hswish112": "h-swish@112",
             "hswish16": "h-swish@16 (everywhere)"},
 )
 
 if __name__ == "__main__":
-    main(ABLATION)
+    cli.main_of(lambda argv: main(ABLATION, argv))

@@ -13,15 +13,15 @@ resumes (fine-tunes) from it when C has the same model, optimizer and EMA settin
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from mobilenet_jax import cli, paths
+from mobilenet_jax.errors import UsageError, UserError
 
 
 def trainer_config(
@@ -42,7 +42,7 @@ def trainer_config(
     return config
 
 
-def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: str) -> str:
+def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: paths.PathLike) -> str:
     """Writes `variables` as the step-0 TrainState of `config` into workdir `out` with the
     trainer's own checkpointing; returns the checkpoint path."""
     from mobilenet_jax.train.checkpoint import Checkpoints
@@ -50,8 +50,9 @@ def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: st
     from mobilenet_jax.train.optim import build_optimizer, resolve_durations
     from mobilenet_jax.train.state import create_train_state
 
-    if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(os.path.join(out, "checkpoints")):
-        raise FileExistsError(f"{out}/checkpoints is not empty; choose a new --out directory")
+    out = paths.writable_dir(out, "--out")
+    if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        raise UserError(f"{out}/checkpoints is not empty; choose a new --out directory")
     model = build_model(config, config.num_classes)
     # The optimizer state's structure does not depend on the schedule's length.
     tx, _ = build_optimizer(config, resolve_durations(config, steps_per_epoch=1))
@@ -63,19 +64,17 @@ def write_checkpoint(config: ml_collections.ConfigDict, variables: dict, out: st
         opt_state=tx.init(params),
         ema_params=params if state.ema_params is not None else None,
     )
-    os.makedirs(out, exist_ok=True)
     ckpts = Checkpoints(out, keep=1, keep_best=False)
     try:
         path = ckpts.save(state)
     finally:
         ckpts.close()
-    with open(os.path.join(out, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    (out / "config.json").write_text(config.to_json_best_effort(indent=2))
     return path
 
 
 def convert(
-    keras_path: str, model: str, out: str, *, width: float = 1.0, num_classes: int = 1000,
+    keras_path: paths.PathLike, model: str, out: paths.PathLike, *, width: float = 1.0, num_classes: int = 1000,
     image_size: Optional[int] = None, minimalistic: bool = False, depth_multiplier: int = 1,
     base_config: Optional[str] = None,
 ) -> str:
@@ -86,11 +85,11 @@ def convert(
     kwargs: dict[str, Any] = {"width": width, **keras_model_overrides(model)}
     if minimalistic:
         if not model.startswith("mobilenet_v3"):
-            raise ValueError("--minimalistic is a MobileNetV3 variant")
+            raise UsageError("--minimalistic is a MobileNetV3 variant")
         kwargs["minimalistic"] = True
     if depth_multiplier != 1:
         if model != "mobilenet_v1":
-            raise ValueError("--depth-multiplier is a MobileNetV1 setting")
+            raise UsageError("--depth-multiplier is a MobileNetV1 setting")
         kwargs["depth_multiplier"] = depth_multiplier
     network = create_model(model, num_classes=num_classes, **kwargs)
     variables = convert_keras(keras_path, network)
@@ -99,7 +98,7 @@ def convert(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_jax.convert", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keras", required=True, help="a .weights.h5, legacy .h5 or .keras file")
     parser.add_argument("--model", required=True, help="mobilenet_v1 | mobilenet_v2 | mobilenet_v3_large | mobilenet_v3_small | xception")
     parser.add_argument("--out", required=True, help="the trainer workdir to create")
@@ -110,20 +109,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--image-size", type=int, default=None, help="default: the network's (224, Xception 299)")
     parser.add_argument("--config", default=None, help="trainer config to fine-tune with (optimizer/EMA state)")
     args = parser.parse_args(argv)
-    from mobilenet_jax.weights import WeightsConversionError, WeightsFileError
-
-    try:
-        path = convert(
-            args.keras, args.model, args.out, width=args.width, num_classes=args.num_classes,
-            image_size=args.image_size, minimalistic=args.minimalistic,
-            depth_multiplier=args.depth_multiplier, base_config=args.config,
-        )
-    except (WeightsConversionError, WeightsFileError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps({"checkpoint": path, "workdir": os.path.abspath(args.out)}))
+    path = convert(
+        args.keras, args.model, args.out, width=args.width, num_classes=args.num_classes,
+        image_size=args.image_size, minimalistic=args.minimalistic,
+        depth_multiplier=args.depth_multiplier, base_config=args.config,
+    )
+    print(json.dumps({"checkpoint": path, "workdir": paths.to_str(args.out)}))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

@@ -14,10 +14,7 @@ for converted Keras networks. Prints one JSON line with top-1, top-5 and the exa
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 from typing import Any, Optional, Sequence
 
 import jax
@@ -25,20 +22,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mobilenet_jax import cli, paths
+from mobilenet_jax.errors import UserError
 
-class EvaluationError(RuntimeError):
+
+class EvaluationError(UserError, RuntimeError):
     """A checkpoint directory that cannot be evaluated (missing, corrupt, or another model)."""
 
 
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+def load_workdir_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
     """The trainer config a workdir was written with (`config.json`), over the defaults."""
     from mobilenet_jax.train.config import default_config
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = paths.resolve(workdir, "--checkpoint") / "config.json"
+    if not paths.exists(path, "--checkpoint") or not path.is_file():
         raise EvaluationError(f"{workdir} has no config.json: not a trainer or converter workdir")
-    with open(path) as f:
-        saved = json.load(f)
+    saved = json.loads(path.read_text())
     config = default_config()
     config.unlock()
     for key, value in saved.items():
@@ -49,7 +48,7 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     return config
 
 
-def restore_variables(workdir: str, model: Any, image_size: int, step: Optional[int] = None,
+def restore_variables(workdir: paths.PathLike, model: Any, image_size: int, step: Optional[int] = None,
                       best: bool = False) -> tuple[int, dict]:
     """(step, {"params", "batch_stats"}) of a checkpoint, the EMA weights when it has them.
     Restored without an optimizer template, so any optimizer's checkpoint evaluates; the
@@ -58,8 +57,8 @@ def restore_variables(workdir: str, model: Any, image_size: int, step: Optional[
 
     from mobilenet_jax.profile import abstract_variables
 
-    directory = os.path.join(os.path.abspath(workdir), "best" if best else "checkpoints")
-    if not os.path.isdir(directory):
+    directory = paths.resolve(workdir, "--checkpoint") / ("best" if best else "checkpoints")
+    if not directory.is_dir():
         raise EvaluationError(f"no checkpoint directory {directory}")
     manager = ocp.CheckpointManager(directory)
     try:
@@ -95,7 +94,7 @@ def restore_variables(workdir: str, model: Any, image_size: int, step: Optional[
 
 
 def evaluate_checkpoint(
-    workdir: str, dataset: str = "imagenet2012", *, data_dir: str = "", split: str = "",
+    workdir: paths.PathLike, dataset: str = "imagenet2012", *, data_dir: str = "", split: str = "",
     batch_size: Optional[int] = None, image_size: Optional[int] = None,
     dtype: Optional[str] = None, num_devices: int = -1, step: Optional[int] = None,
     best: bool = False,
@@ -144,7 +143,7 @@ def evaluate_checkpoint(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a trainer / converter workdir")
     parser.add_argument("--dataset", default="imagenet2012")
     parser.add_argument("--data-dir", default="", help="tfds data_dir (default: tfds's)")
@@ -156,18 +155,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--step", type=int, default=None, help="default: the latest")
     parser.add_argument("--best", action="store_true", help="the best-accuracy checkpoint")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate_checkpoint(
-            args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,
-            batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
-            num_devices=args.num_devices, step=args.step, best=args.best,
-        )
-    except EvaluationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = evaluate_checkpoint(
+        args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,
+        batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
+        num_devices=args.num_devices, step=args.step, best=args.best,
+    )
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

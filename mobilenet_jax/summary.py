@@ -16,11 +16,11 @@ BatchNorm's scale and offset; ours include them (the BN stats column is twice th
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any, NamedTuple, Optional
 
+from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
 from mobilenet_jax.profile import model_size
 
@@ -148,7 +148,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m mobilenet_jax.summary", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--model", help="only this model (a registry name)")
     args = parser.parse_args(argv)
@@ -167,4 +167,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.main_of(main)

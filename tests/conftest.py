@@ -11,3 +11,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "jax")
 TEST_CACHE_DIR = os.path.join(tempfile.gettempdir(), "mobilenet_jax_test_jax_cache")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", TEST_CACHE_DIR)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """One GCS server on this machine for the session (tests/_fake_gcs.py): tensorstore reads
+    its address once per process, so every test of a process shares it (each its own prefix)."""
+    from tests._fake_gcs import fake_gcs
+
+    with fake_gcs(str(tmp_path_factory.mktemp("gcs_server"))) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch):
+    """The session's GCS server, with this process's clients pointed at it for the test."""
+    gcs_server.use_in_process(monkeypatch)
+    return gcs_server

@@ -64,12 +64,12 @@ def test_converted_checkpoint_restores_in_the_trainer_and_computes_keras_logits(
 
 
 def test_convert_cli_reports_the_first_offending_tensor(tmp_path, capsys):
-    from mobilenet_jax import convert
+    from mobilenet_jax import cli, convert
 
     keras_file = str(tmp_path / "v1.weights.h5")
     random_keras_model(NAME, RES, **VARIANT).save_weights(keras_file)
-    rc = convert.main(["--keras", keras_file, "--model", NAME, "--width", "0.5",
-                       "--num-classes", "10", "--out", str(tmp_path / "o")])
+    rc = cli.run(convert.main, ["--keras", keras_file, "--model", NAME, "--width", "0.5",
+                                "--num-classes", "10", "--out", str(tmp_path / "o")])
     assert rc == 1
     assert "first problem: mis-shaped tensor conv1/kernel" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "checkpoints")

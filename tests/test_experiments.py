@@ -112,14 +112,15 @@ def _fake_run_fn(calls: list):
 
 def test_sweep_runs_each_config_and_resumes(tmp_path):
     specs = common.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
-    assert [s.run_id for s in specs] == ["good-s0", "good-s1", "good-s2", "bad-s0", "bad-s1", "bad-s2"]
+    # seed-major: a sweep stopped early still has every variant at its first seeds, paired
+    assert [s.run_id for s in specs] == ["good-s0", "bad-s0", "good-s1", "bad-s1", "good-s2", "bad-s2"]
     calls: list = []
     first = common.run_sweep(specs[:4], _fake_run_fn(calls), tmp_path, log=lambda _: None)  # "interrupted" after 4
     assert len(calls) == 4 and not any(r.resumed for r in first)
     assert (tmp_path / "runs" / "good-s0" / "final.json").exists()
     everything = common.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
     assert len(calls) == 6, "finished runs must be skipped"
-    assert calls[4:] == [(0.6, 1), (0.6, 2)]
+    assert calls[4:] == [(0.9, 2), (0.6, 2)]
     assert [r.resumed for r in everything] == [True] * 4 + [False] * 2
     np.testing.assert_allclose(everything[0].curve.values, first[0].curve.values)  # read back identically
     common.run_sweep(specs[:1], _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
@@ -157,8 +158,9 @@ def test_aggregate_mean_spread_and_comparison(tmp_path):
     finals = [r.curve.final for r in results if r.group == "good"]
     assert good.final_mean == pytest.approx(np.mean(finals)) and good.final_std == pytest.approx(np.std(finals, ddof=1))
     assert np.all(good.lo <= good.mean) and np.all(good.mean <= good.hi) and np.all(good.hi - good.lo > 0)
-    assert "good is better beyond seed noise" in common.compare_text(good, bad)
-    assert "within seed noise" in common.compare_text(good, good)
+    assert common.decide(stats, common.Claim("good", "bad")).outcome == "agrees"
+    assert common.decide(stats, common.Claim("good", "good")).outcome == "inconclusive"
+    assert [r.run_id for r in common.load_runs(tmp_path)] == sorted(s.run_id for s in specs)  # rebuilt from disk
     rows = common.summary_rows(stats)
     assert rows[0]["group"] == "good" and rows[0]["eval_accuracy_mean"] == pytest.approx(good.final_mean)
     assert len(common.curves_rows(results)) == 6 * 5

@@ -1,4 +1,4 @@
-"""Sizes and shapes against keras.applications itself (issue: model zoo, "Must show")."""
+"""Sizes and shapes against keras.applications itself."""
 from __future__ import annotations
 
 import re

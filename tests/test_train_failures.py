@@ -1,13 +1,16 @@
 """Runs that go wrong: NaN loss, a corrupt checkpoint, and restoring on another device count."""
 import itertools
+import logging
 import os
+import re
 
 import numpy as np
 import pytest
 
-from tests._train_helpers import assert_trees_close, load_checkpoint, tiny_config
-from mobilenet_jax.data import ArrayDataset, DatasetInfo, HostLayout, build_dataset
-from mobilenet_jax.train import CheckpointError, NonFiniteLossError, read_metrics, train_and_evaluate
+from tests._train_helpers import TINY_CONFIG, assert_trees_close, load_checkpoint, tiny_config
+from tests.conftest import TEST_CACHE_DIR
+from mobilenet_jax.data import HostLayout, build_dataset
+from mobilenet_jax.train import NonFiniteLossError, read_metrics, train_and_evaluate
 
 FAST = dict(num_eval_steps=0, eval_every_steps=0, num_devices=1, keep_best_checkpoint=False)
 
@@ -39,7 +42,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
     assert all(np.isfinite(x).all() for x in __import__("jax").tree_util.tree_leaves(saved["params"]))
 
 
-def test_corrupt_checkpoint_gives_clear_error_and_other_device_count_restores(tmp_path):
+def test_corrupt_newest_checkpoint_is_set_aside_and_older_resumes_other_device_count_restores(tmp_path, caplog, capsys):
     workdir = str(tmp_path)
     config = tiny_config(num_train_steps=4, checkpoint_every_steps=4, **dict(FAST, num_devices=2))
     first = train_and_evaluate(config, workdir)
@@ -52,17 +55,40 @@ def test_corrupt_checkpoint_gives_clear_error_and_other_device_count_restores(tm
     steps = [r["step"] for r in read_metrics(workdir, "train")]
     assert steps == [1, 2, 3, 4, 5, 6]  # steps 5-6 only, no step trained twice
     assert_trees_close(load_checkpoint(workdir, 4)["params"], saved["params"], rtol=0, atol=0)
-    # Now damage the newest checkpoint's array data: the error names its path.
-    ckpt = tmp_path / "checkpoints" / "6"
-    damaged = 0
-    for root, _, files in os.walk(ckpt):
-        for name in files:
-            if "ocdbt" in root or "/d" in root.replace(str(ckpt), ""):
-                path = os.path.join(root, name)
-                with open(path, "r+b") as f:
-                    f.seek(0)
-                    f.write(b"\x00garbage" * 64)
-                damaged += 1
-    assert damaged > 0
-    with pytest.raises(CheckpointError, match=f"cannot restore checkpoint {ckpt}"):
-        train_and_evaluate(config1, workdir)
+    # Damage the newest checkpoint's array data: the re-run warns, renames it aside untouched
+    # and resumes from step 4; once every checkpoint is damaged, one error names them.
+    def damage(ckpt):
+        damaged = 0
+        for root, _, files in os.walk(ckpt):
+            for name in files:
+                if "ocdbt" in root or "/d" in root.replace(str(ckpt), ""):
+                    with open(os.path.join(root, name), "r+b") as f:
+                        f.write(b"\x00garbage" * 64)
+                    damaged += 1
+        assert damaged > 0
+        return {p.relative_to(ckpt): p.read_bytes() for p in ckpt.rglob("*") if p.is_file()}
+
+    ckpts = tmp_path / "checkpoints"
+    damaged_files = damage(ckpts / "6")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_jax"):
+        again = train_and_evaluate(config1, workdir)
+    assert again["step"] == 6
+    assert any("renamed it to" in r.message and "resumed from step 4" in r.message for r in caplog.records)
+    aside = ckpts / "6.corrupt"
+    assert {p.relative_to(aside): p.read_bytes() for p in aside.rglob("*") if p.is_file()} == damaged_files
+    assert sorted(os.listdir(ckpts)) == ["4", "6", "6.corrupt"]
+    assert [r["step"] for r in read_metrics(workdir, "train")] == [1, 2, 3, 4, 5, 6]
+    for step in ("4", "6"):
+        damage(ckpts / step)
+    # Through the command (its real main, in-process): one error line, exit 1.
+    from mobilenet_jax import cli
+    from mobilenet_jax.train.__main__ import main
+
+    argv = [f"--config={TINY_CONFIG}", f"--workdir={workdir}", f"--config.compilation_cache_dir={TEST_CACHE_DIR}"]
+    argv += [f"--config.{k}={v}" for k, v in dict(FAST, num_train_steps=6, checkpoint_every_steps=6).items()]
+    assert cli.run(main, argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.fullmatch(r"error: none of the 2 checkpoint\(s\) in \S+ can be restored \(steps \[6, 4\]\); .*\n",
+                        err.splitlines(keepends=True)[-1])
+    assert sorted(os.listdir(ckpts)) == ["4", "6", "6.corrupt"]  # nothing renamed or deleted

@@ -1,4 +1,4 @@
-"""Keras weights into our networks compute Keras's function (issue 5, "Must show"):
+"""Keras weights into our networks compute Keras's function:
 for every family at two widths (Keras has one Xception), a keras.applications model with
 random weights and randomised BatchNorm statistics, converted, gives Keras's logits within
 1e-4 in float32, inference mode. (bfloat16/float32 top-1 agreement is measured by

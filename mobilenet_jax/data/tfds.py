@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Iterator
 
+from mobilenet_jax import paths
 from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout, split_evenly
 
 _DEFAULT_SPLITS = {
@@ -101,7 +102,9 @@ class TfdsDataset:
         self._batch, self._eval_batch = batch_size, eval_batch_size
         self._shuffle_buffer, self._cache = shuffle_buffer, cache
         self._num_eval_steps = num_eval_steps
-        self._builder = tfds.builder(name, data_dir=data_dir or None)
+        self._builder = tfds.builder(
+            name, data_dir=paths.to_str(data_dir, "config.data_dir") if data_dir else None
+        )
         default_train, default_eval = _DEFAULT_SPLITS[name]
         self._train_split = train_split or default_train
         self._eval_split = eval_split or default_eval

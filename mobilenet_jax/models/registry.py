@@ -6,11 +6,13 @@ from typing import Callable, TypeVar
 
 import flax.linen as nn
 
+from mobilenet_jax.errors import UserError
+
 _MODELS: dict[str, type[nn.Module]] = {}
 M = TypeVar("M", bound=type[nn.Module])
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError, ValueError):
     """A model name, field or field value that cannot build a network."""
 
 

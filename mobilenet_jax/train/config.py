@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from mobilenet_jax.errors import UserError
+
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
 DATASETS = ("embedded", "synthetic") + TFDS_DATASETS
@@ -21,7 +23,7 @@ SCHEDULES = ("constant", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot train; raised before anything is compiled."""
 
 
@@ -116,6 +118,67 @@ def _check_keys(config: Mapping, reference: Mapping, prefix: str = "") -> None:
             _check_keys(config[key], value, f"{prefix}.{key}")
 
 
+# Integer keys: (smallest allowed value, the "unset" sentinel and what it means, or None).
+_INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
+    "image_size": (1, None),
+    "batch_size": (1, None),
+    "eval_batch_size": (1, (-1, "batch_size")),
+    "num_train_steps": (0, (-1, "use num_epochs")),
+    "steps_per_epoch": (1, (-1, "num_train_examples // batch_size")),
+    "eval_every_steps": (0, (-1, "once per epoch")),
+    "checkpoint_every_steps": (0, (-1, "once per epoch")),
+    "log_every_steps": (1, None),
+    "num_eval_steps": (0, (-1, "the whole evaluation split")),
+    "warmup_steps": (0, (-1, "use warmup_epochs")),
+    "lr_base_batch_size": (1, (-1, "no scaling")),
+    "num_classes": (2, (-1, "the data set's")),
+    "num_devices": (1, (-1, "all local devices")),
+    "embedded_num_train": (1, None),
+    "embedded_num_eval": (1, None),
+    "synthetic_num_classes": (2, None),
+    "shuffle_buffer": (1, None),
+    "prefetch": (0, None),
+    "keep_checkpoints": (1, None),
+}
+# Float keys: the interval, as (low, high, "[)"-style closedness).
+_INF = float("inf")
+_FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
+    "learning_rate": (0.0, _INF, "()"),
+    "num_epochs": (0.0, _INF, "[)"),
+    "lr_decay_epochs": (0.0, _INF, "[)"),
+    "warmup_epochs": (0.0, _INF, "[)"),
+    "lr_end_factor": (0.0, 1.0, "[]"),
+    "momentum": (0.0, 1.0, "[)"),
+    "rmsprop_decay": (0.0, 1.0, "[)"),
+    "rmsprop_epsilon": (0.0, _INF, "()"),
+    "rmsprop_initial_scale": (0.0, _INF, "[)"),
+    "weight_decay": (0.0, _INF, "[)"),
+    "grad_clip_norm": (0.0, _INF, "[)"),
+    "ema_decay": (0.0, 1.0, "[)"),
+    "label_smoothing": (0.0, 1.0, "[)"),
+}
+
+
+def _check_ranges(config: ml_collections.ConfigDict) -> None:
+    """Every count, size, rate and factor in its range, named by its key (a negative step
+    count must not quietly mean "unset": only the documented sentinel -1 does)."""
+    for key, (low, sentinel) in _INT_RANGES.items():
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config.{key}={value!r} must be an integer")
+        if value < low and (sentinel is None or value != sentinel[0]):
+            unset = f", or {sentinel[0]} (= {sentinel[1]})" if sentinel else ""
+            raise ConfigError(f"config.{key}={value} must be >= {low}{unset}")
+    for key, (low, high, closed) in _FLOAT_RANGES.items():
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config.{key}={value!r} must be a number")
+        above = value >= low if closed[0] == "[" else value > low
+        below = value <= high if closed[1] == "]" else value < high
+        if not (above and below):  # NaN fails both
+            raise ConfigError(f"config.{key}={value} must be in {closed[0]}{low:g}, {high:g}{closed[1]}")
+
+
 def validate_config(
     config: ml_collections.ConfigDict, *, num_devices: int | None = None, process_count: int = 1
 ) -> None:
@@ -125,6 +188,7 @@ def validate_config(
     devices when jax is importable); the global batch must split evenly over all devices.
     """
     _check_keys(config, default_config())
+    _check_ranges(config)
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASETS)}")
     if config.optimizer not in OPTIMIZERS:
@@ -133,7 +197,7 @@ def validate_config(
         raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; known: {list(SCHEDULES)}")
     if config.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {config.dtype!r}; known: {list(DTYPES)}")
-    from mobilenet_jax import ModelConfigError, list_models, model_fields
+    from mobilenet_jax import create_model, list_models, model_fields
 
     if config.model not in list_models():
         raise ConfigError(f"unknown model {config.model!r}; known models: {list_models()}")
@@ -149,6 +213,8 @@ def validate_config(
             f"model_kwargs {unknown} are not fields of {config.model}; "
             f"its fields are {sorted(model_fields(config.model))}"
         )
+    # The network's own checks of its field values (a width <= 0, ...): nothing is built.
+    create_model(config.model, num_classes=max(config.num_classes, 2), **config.model_kwargs)
     if num_devices is None:
         import jax
 
@@ -163,22 +229,13 @@ def validate_config(
             )
     if config.num_train_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("set config.num_epochs > 0 or config.num_train_steps >= 0")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise ConfigError(f"config.ema_decay={config.ema_decay} must be in [0, 1)")
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise ConfigError(f"config.label_smoothing={config.label_smoothing} must be in [0, 1)")
-    if config.learning_rate <= 0:
-        raise ConfigError(f"config.learning_rate={config.learning_rate} must be > 0")
     if config.lr_schedule == "exponential" and not (
         0 < config.lr_decay_rate <= 1 and config.lr_decay_epochs > 0
     ):
-        raise ConfigError("exponential decay needs 0 < lr_decay_rate <= 1 and lr_decay_epochs > 0")
-    if config.image_size <= 0:
-        raise ConfigError(f"config.image_size={config.image_size} must be > 0")
-    if config.keep_checkpoints < 1:
-        raise ConfigError("config.keep_checkpoints must be >= 1")
-    if config.log_every_steps < 1:
-        raise ConfigError("config.log_every_steps must be >= 1")
+        raise ConfigError(
+            f"exponential decay needs 0 < config.lr_decay_rate <= 1 (got {config.lr_decay_rate}) "
+            f"and config.lr_decay_epochs > 0 (got {config.lr_decay_epochs})"
+        )
     if config.distributed.initialize not in ("auto", "true", "false"):
         raise ConfigError("config.distributed.initialize must be 'auto', 'true' or 'false'")
 

@@ -4,14 +4,24 @@ On a TPU pod (or SLURM / Open MPI cluster) every host runs the same command with
 `--config.distributed.initialize=true`; JAX finds the coordinator itself. Elsewhere give
 `coordinator_address`, `num_processes` and `process_id` (or set JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES, JAX_PROCESS_ID). On CPU the cross-process collectives use gloo.
+
+Preemption: TPU and spot VMs get SIGTERM shortly before they go away. `PreemptionNotice`
+tells the trainer at which step boundary to save and stop: with jax.distributed, JAX's
+preemption sync manager (started by `jax.distributed.initialize`, with its own SIGTERM
+handler) agrees on one step for every process, however many of them got the signal; in a
+single process a SIGTERM handler sets a flag that the next step boundary reads.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 import jax
 import ml_collections
+
+from mobilenet_jax import paths
 
 log = logging.getLogger("mobilenet_jax")
 
@@ -48,6 +58,13 @@ def maybe_initialize(dist: ml_collections.ConfigDict) -> bool:
     return True
 
 
+def log_format() -> str:
+    """The CLI's log line format: `[host i/n]` after the time in multi-process runs, so the
+    interleaved logs of a pod say which host each line comes from."""
+    host = f"[host {jax.process_index()}/{jax.process_count()}] " if jax.process_count() > 1 else ""
+    return f"%(asctime)s {host}%(levelname)s %(message)s"
+
+
 def enable_compilation_cache(path: str) -> None:
     """Persistent XLA compilation cache (on by default; "" disables it). Re-running a config
     skips compilation; the cache is keyed by program and backend, so it is safe to share.
@@ -67,4 +84,41 @@ def enable_compilation_cache(path: str) -> None:
         return
     if not path:
         return
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    jax.config.update("jax_compilation_cache_dir", paths.to_str(path, "config.compilation_cache_dir"))
+
+
+class PreemptionNotice:
+    """Whether the run was asked to stop (SIGTERM), checked once per step boundary.
+
+    `reached(step)` is called by every process at every step from the same first step, as
+    `jax.experimental.multihost_utils.reached_preemption_sync_point` requires; it turns
+    True on all processes at the same step (the step after the largest one any process had
+    reached when the notice spread). `start()` installs the single-process SIGTERM handler
+    for the training loop only; `stop()` restores the previous one."""
+
+    def __init__(self):
+        self.synced = jax.distributed.is_initialized()
+        self._signalled = False
+        self._installed = False
+        self._previous = None
+
+    def start(self) -> "PreemptionNotice":
+        if not self.synced and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._installed = True
+        return self
+
+    def stop(self) -> None:
+        if self._installed:  # a handler set outside Python reads as None: restore the default
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._signalled = True
+
+    def reached(self, step: int) -> bool:
+        if self.synced:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self._signalled

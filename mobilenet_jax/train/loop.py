@@ -1,12 +1,12 @@
 """The trainer: `train_and_evaluate(config, workdir)`, used by the CLI, the experiments and
 the benchmarks alike. Re-running with the same workdir resumes from the latest checkpoint;
 the data order and dropout RNG depend only on (seed, step), so a resumed run ends where an
-uninterrupted one would."""
+uninterrupted one would. On SIGTERM (a preempted TPU or spot VM) every process saves a
+checkpoint at the same step boundary and the run returns with `result["preempted"]`."""
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any, Optional
 
@@ -16,8 +16,10 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from mobilenet_jax import paths
 from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
 from mobilenet_jax.data.pipeline import device_mesh
+from mobilenet_jax.errors import UserError
 from mobilenet_jax.train import distributed
 from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
@@ -31,7 +33,7 @@ from mobilenet_jax.train.steps import (
 log = logging.getLogger("mobilenet_jax")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or Inf; training stopped before checkpointing it."""
 
 
@@ -92,14 +94,17 @@ def _progress(total: int, initial: int, enabled: bool):
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, dataset: Optional[Dataset] = None
+    config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
+    dataset: Optional[Dataset] = None,
 ) -> dict[str, Any]:
     """Trains (or resumes) `config` in `workdir`; returns the final metrics:
     {"step", "train_loss", "train_accuracy", "eval_accuracy", "eval_loss", ...}.
 
     `dataset` replaces the one the config names (in-process experiments, tests); it must
     follow the contract of mobilenet_jax/data/pipeline.py for this process's devices.
-    Every invalid setting raises ConfigError before anything is compiled.
+    Every invalid setting raises ConfigError before anything is compiled; a workdir that
+    cannot be written (a URI no file system serves, a bucket out of reach) raises
+    paths.PathError before anything is written.
     """
     distributed.maybe_initialize(config.distributed)
     num_devices = jax.local_device_count() if config.num_devices < 0 else config.num_devices
@@ -108,6 +113,7 @@ def train_and_evaluate(
             f"config.num_devices={num_devices} > {jax.local_device_count()} local devices"
         )
     validate_config(config, num_devices=num_devices, process_count=jax.process_count())
+    workdir = paths.writable_dir(workdir, "--workdir")
     distributed.enable_compilation_cache(config.compilation_cache_dir)
     primary = jax.process_index() == 0
     layout = HostLayout(jax.process_index(), jax.process_count(), num_devices)
@@ -117,33 +123,35 @@ def train_and_evaluate(
     tx, schedule = build_optimizer(config, durations)
     model = build_model(config, ds.info.num_classes)
 
-    os.makedirs(workdir, exist_ok=True)
     writer = MetricWriter(workdir, enabled=primary, tensorboard=config.tensorboard)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint)
+    # From here on SIGTERM means: save at the next step boundary (the first, during setup).
+    notice = distributed.PreemptionNotice().start()
     try:
         return _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary,
-                    writer, ckpts)
+                    writer, ckpts, notice)
     finally:
+        notice.stop()
         ckpts.close()
         writer.close()
 
 
 def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary, writer,
-         ckpts) -> dict[str, Any]:
+         ckpts, notice) -> dict[str, Any]:
     state = create_train_state(
         model, tx, jax.random.key(config.seed), config.image_size, use_ema=config.ema_decay > 0
     )
     start = 0
     last_ckpt = None
-    if ckpts.latest_step() is not None:
-        last_ckpt = ckpts.path(ckpts.latest_step())
-        state = ckpts.restore(state)
+    restored = ckpts.restore_newest_readable(state, primary=primary)
+    if restored is not None:
+        state = restored
         start = int(state.step)
+        last_ckpt = ckpts.path(start)
         writer.truncate_after(start)
         log.info("resumed from %s (step %d)", last_ckpt, start)
     elif primary:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     # One copy of the state on each local device; pmap reads it with in_axes=None.
     state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))
 
@@ -159,7 +167,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
              "process(es), starting at step %d", config.model, ds.info.name, total,
              durations.steps_per_epoch, config.batch_size, num_devices, jax.process_count(), start)
 
-    result: dict[str, Any] = {"step": start}
+    result: dict[str, Any] = {"step": start, "preempted": False}
     batches = prefetch_to_device(ds.train_batches(start), config.prefetch, num_devices)
     bar = _progress(total, start, primary and config.progress_bar)
     pending: list[tuple[int, Any]] = []
@@ -170,8 +178,10 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
             pending.append((step, metrics))
             steps_timed += 1
             bar.update(1)
-            log_now = step % config.log_every_steps == 0 or step == total
-            ckpt_now = _due(step, ckpt_every, total)
+            # Every process asks at every step: the multi-process answer is a common step.
+            preempted = notice.reached(step) and step < total
+            log_now = step % config.log_every_steps == 0 or step == total or preempted
+            ckpt_now = _due(step, ckpt_every, total) or preempted
             eval_now = _due(step, eval_every, total)
             if log_now or ckpt_now or eval_now:
                 fetched = _check_finite(pending, last_ckpt)
@@ -197,6 +207,11 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                 last_ckpt = ckpts.save(state)
                 t0, steps_timed = time.perf_counter(), 0
             result["step"] = step
+            if preempted:
+                log.warning("preempted (SIGTERM): checkpoint %s written at step %d of %d; "
+                            "re-run the same command to resume", last_ckpt, step, total)
+                result["preempted"] = True
+                break
     finally:
         bar.close()
     if start >= total:  # nothing left to train: report the finished run's evaluation

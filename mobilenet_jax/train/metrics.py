@@ -1,39 +1,48 @@
 """The one place metrics are written: `<workdir>/metrics.jsonl` (one JSON object a line:
 {"step", "split", ...}) and TensorBoard events in `<workdir>/tensorboard` (when TensorFlow
 is importable; GPU benchmark machines without it get a warning, not a failure). Only
-process 0 writes."""
+process 0 writes. Both go through the path layer (mobilenet_jax/paths.py), so a gs:// workdir
+keeps them in the bucket; TensorFlow writes the events through its own file system."""
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 from typing import Any, Mapping
+
+from mobilenet_jax import paths
 
 log = logging.getLogger("mobilenet_jax")
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
-        self.path = os.path.join(workdir, METRICS_FILE)
+    def __init__(self, workdir: paths.PathLike, *, enabled: bool = True, tensorboard: bool = True):
+        workdir = paths.resolve(workdir, "--workdir")
+        self.path = workdir / METRICS_FILE
         self.enabled = enabled
         self._tb = None
         if enabled:
-            os.makedirs(workdir, exist_ok=True)
+            workdir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
+                logdir = workdir / "tensorboard"
                 try:
-                    self._tb = _TfEventWriter(os.path.join(workdir, "tensorboard"))
+                    self._tb = _TfEventWriter(paths.to_str(logdir))
                 except ImportError as e:
                     log.warning("TensorBoard events disabled (%s); metrics.jsonl is still written", e)
+                except Exception as e:  # TensorFlow's file system cannot serve the logdir
+                    raise paths.PathError(
+                        f"TensorBoard events: TensorFlow cannot write {logdir} "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); set "
+                        f"--config.tensorboard=false to keep only metrics.jsonl"
+                    ) from e
 
     def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
         record = {"step": int(step), "split": split}
         record.update({k: _plain(v) for k, v in metrics.items()})
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        paths.append_text(self.path, json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in record.items():
                 if k not in ("step", "split") and isinstance(v, (int, float)) and math.isfinite(v):
@@ -43,13 +52,10 @@ class MetricWriter:
     def truncate_after(self, step: int) -> None:
         """Drops records past `step` (written after the checkpoint a resumed run starts
         from), so the file reads as one uninterrupted run."""
-        if not self.enabled or not os.path.exists(self.path):
+        if not self.enabled or not self.path.exists():
             return
-        records = read_metrics(os.path.dirname(self.path))
-        with open(self.path, "w") as f:
-            for r in records:
-                if r["step"] <= step:
-                    f.write(json.dumps(r) + "\n")
+        records = read_metrics(self.path.parent)
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
     def close(self) -> None:
         if self._tb is not None:
@@ -87,12 +93,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
+def read_metrics(workdir: paths.PathLike, split: str | None = None) -> list[dict]:
     """Records of `<workdir>/metrics.jsonl`, optionally of one split ("train" / "eval"),
     e.g. the eval-accuracy curve: [(r["step"], r["accuracy"]) for r in read_metrics(d, "eval")]."""
-    path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
+    path = paths.resolve(workdir, "workdir") / METRICS_FILE
+    if not path.exists():
         return []
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if split is None or r["split"] == split]

@@ -25,6 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from mobilenet_jax.train.config import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Durations:
@@ -38,7 +40,10 @@ class Durations:
 def resolve_durations(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Durations:
     """`*_steps >= 0` wins over `*_epochs` (big_vision style: either unit works)."""
     if steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch={steps_per_epoch}: the training split is smaller than one batch")
+        raise ConfigError(
+            f"steps_per_epoch={steps_per_epoch}: the training split is smaller than one batch "
+            f"(config.batch_size={config.batch_size}); lower the batch size or use more data"
+        )
     total = (
         config.num_train_steps
         if config.num_train_steps >= 0

@@ -40,6 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mobilenet_jax import paths
+from mobilenet_jax.errors import UserError
+from mobilenet_jax.models.registry import ModelConfigError
+
 from mobilenet_jax.models.mobilenet_v1 import MobileNetV1
 from mobilenet_jax.models.mobilenet_v2 import MobileNetV2
 from mobilenet_jax.models.mobilenet_v3 import MobileNetV3, MobileNetV3Large, MobileNetV3Small
@@ -59,11 +63,11 @@ KERAS_SEMANTICS: dict[str, dict[str, Any]] = {
 }
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(UserError, ValueError):
     """A file that cannot be read as Keras weights (corrupt, truncated, another format)."""
 
 
-class WeightsConversionError(ValueError):
+class WeightsConversionError(UserError, ValueError):
     """Keras weights that do not fit the requested network. `first` names the first
     offending tensor; `missing`, `unexpected`, `mismatched` and `uncovered` list them all."""
 
@@ -79,7 +83,7 @@ class WeightsConversionError(ValueError):
 def keras_model_overrides(name: str) -> dict[str, Any]:
     """The `create_model` fields that reproduce keras.applications' semantics for `name`."""
     if name not in KERAS_SEMANTICS:
-        raise ValueError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
+        raise ModelConfigError(f"no Keras equivalent of {name!r}; known: {sorted(KERAS_SEMANTICS)}")
     return dict(KERAS_SEMANTICS[name])
 
 
@@ -416,8 +420,8 @@ def _read_h5(source: Union[str, io.BytesIO], origin: str, config: Optional[dict]
         )
 
 
-def _read_keras_archive(path: str) -> KerasWeights:
-    with zipfile.ZipFile(path) as archive:
+def _read_keras_archive(source: Union[str, io.BytesIO], path: str) -> KerasWeights:
+    with zipfile.ZipFile(source) as archive:
         members = set(archive.namelist())
         config = json.loads(archive.read("config.json")) if "config.json" in members else None
         if "model.weights.h5" not in members:
@@ -436,19 +440,22 @@ def read_keras(source: Any) -> KerasWeights:
     if hasattr(source, "layers") and hasattr(source, "get_layer"):
         return _read_model(source)
     path = os.fspath(source)
-    if not os.path.isfile(path):
+    file = paths.resolve(path, "--keras")
+    if not paths.exists(file, "--keras") or not file.is_file():
         raise WeightsFileError(f"{path}: no such file")
     try:
-        if zipfile.is_zipfile(path):
-            return _read_keras_archive(path)
-        with open(path, "rb") as f:
+        # Files in a bucket are read whole (weights files are tens of MB); local ones in place.
+        data: Union[str, io.BytesIO] = path if paths.is_local(path) else io.BytesIO(file.read_bytes())
+        if zipfile.is_zipfile(data):
+            return _read_keras_archive(data, path)
+        with file.open("rb") as f:
             magic = f.read(8)
         if magic != b"\x89HDF\r\n\x1a\n":
             raise WeightsFileError(
                 f"{path}: neither HDF5 (.h5, .weights.h5) nor a zip archive (.keras); "
                 f"first bytes {magic!r}"
             )
-        return _read_h5(path, path)
+        return _read_h5(data, path)
     except WeightsFileError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as e:

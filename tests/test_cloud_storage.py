@@ -1,0 +1,147 @@
+"""Workdirs in a bucket. Against a GCS server on this machine (tests/_fake_gcs.py): the
+trainer's CLI writes its run to gs://, is preempted (SIGTERM), resumes from the bucket with
+the same command and ends where an uninterrupted local run ends; convert reads Keras weights
+from the bucket and writes a converter workdir there; evaluate reads it back. Nothing lands
+on the local disk: the working directory stays empty and no `gs:` folder appears.
+A scheme no file system serves, a bucket out of reach or a file as workdir stops with a
+PathError before anything is written."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests._fake_gcs import BUCKET
+from tests._train_helpers import REPO, assert_trees_close, cli, cli_env, tiny_config
+
+ARGS = {"num_train_steps": 8, "checkpoint_every_steps": 0, "eval_every_steps": 4,
+        "log_every_steps": 1, "model_kwargs.dropout_rate": 0.2}
+
+
+def _overrides() -> list[str]:
+    return [f"--config.{k}={v}" for k, v in ARGS.items()]
+
+
+def _no_uri_folders(*roots: str) -> list[str]:
+    """Local folders named like a URI scheme (`gs:`), the mark of a URI taken as a path."""
+    found = []
+    for root in roots:
+        for dirpath, dirnames, _ in os.walk(root):
+            found += [os.path.join(dirpath, d) for d in dirnames if d.endswith(":")]
+            dirnames[:] = [d for d in dirnames if d not in (".git", "__pycache__", "results")]
+    return found
+
+
+def test_paths_no_file_system_serves_fail_before_anything_is_written(tmp_path, monkeypatch):
+    from mobilenet_jax import paths
+    from mobilenet_jax.train import train_and_evaluate
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    config = tiny_config(num_devices=2)
+    # gs:// offline (TensorFlow's GCS client: the host does not resolve), an unknown scheme,
+    # a file: each a one-paragraph PathError naming the flag, in seconds, nothing written.
+    for workdir, words in (("gs://fake-bucket/run", "cannot write there"),
+                           ("foo://bucket/run", "no file system serves 'foo://'"),
+                           (str(a_file), "names an existing file")):
+        start = time.perf_counter()
+        with pytest.raises(paths.PathError) as e:
+            train_and_evaluate(config, workdir)
+        print(f"{workdir}: PathError after {time.perf_counter() - start:.1f} s: {e.value}")
+        assert f"--workdir={workdir}" in str(e.value) and words in str(e.value)
+        assert time.perf_counter() - start < 60
+    assert os.listdir(cwd) == [] and a_file.read_text() == ""
+    assert _no_uri_folders(str(tmp_path), REPO) == []
+
+
+def _restore(directory: str, step: int) -> dict:
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(directory)
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore())
+    finally:
+        manager.close()
+
+
+def _bucket_steps(path) -> list[int]:
+    return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit())
+
+
+def test_train_preempt_resume_convert_evaluate_in_a_bucket(tmp_path, monkeypatch, capsys, gcs):
+    from etils import epath
+
+    from mobilenet_jax import convert, evaluate
+    from mobilenet_jax.train import read_metrics
+    from tests._keras_weights import random_keras_model
+    from tests.test_convert_evaluate import NAME, NUM_EXAMPLES, RES, VARIANT, _mock_imagenet
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    run = f"gs://{BUCKET}/runs/tiny"
+    env = {**cli_env(2), **gcs.env()}
+
+    # Preempted: SIGTERM once training has begun -> one checkpoint, exit status 143.
+    proc = subprocess.Popen(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "training mobilenet_v2" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    lines.append(proc.communicate(timeout=300)[1])
+    log = "".join(lines)
+    assert proc.returncode == 143, log[-3000:]
+    assert "preempted (SIGTERM)" in log
+    ckpt_dir = epath.Path(run) / "checkpoints"
+    (preempted_at,) = _bucket_steps(ckpt_dir)
+    assert 1 <= preempted_at < ARGS["num_train_steps"]
+
+    # The same command resumes from the bucket and finishes.
+    rerun = subprocess.run(cli(run, *_overrides()), env=env, cwd=cwd, text=True,
+                           capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    gcs.forget_listings()
+    assert f"resumed from {run}/checkpoints/{preempted_at}" in rerun.stderr
+    assert [r["step"] for r in read_metrics(run, "train")] == list(range(1, 9))
+    assert [r["step"] for r in read_metrics(run, "eval")] == [4, 8]
+    assert json.loads((epath.Path(run) / "config.json").read_text())["num_train_steps"] == 8
+    assert _bucket_steps(ckpt_dir) == [preempted_at, 8] and _bucket_steps(epath.Path(run) / "best")
+
+    # ... and ends where an uninterrupted run (the same command, in the bucket too) ends.
+    reference = f"gs://{BUCKET}/runs/reference"
+    done = subprocess.run(cli(reference, *_overrides()), env=env, cwd=cwd, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final, expected = (_restore(f"{d}/checkpoints", 8) for d in (run, reference))
+    for key in ("params", "batch_stats", "opt_state", "ema_params"):
+        assert_trees_close(final[key], expected[key], rtol=1e-6, atol=1e-7)
+
+    # Keras weights in the bucket -> a converter workdir in the bucket -> evaluated.
+    local_weights = tmp_path / "v1.weights.h5"
+    random_keras_model(NAME, RES, **VARIANT).save_weights(str(local_weights))
+    weights = epath.Path(f"gs://{BUCKET}/weights/v1.weights.h5")
+    weights.write_bytes(local_weights.read_bytes())
+    converted = f"gs://{BUCKET}/converted"
+    assert convert.main(["--keras", str(weights), "--model", NAME, "--width", "0.25",
+                         "--num-classes", "10", "--image-size", str(RES), "--out", converted]) == 0
+    assert (epath.Path(converted) / "checkpoints" / "0").is_dir()
+    data_dir = str(tmp_path / "tfds")
+    capsys.readouterr()
+    with _mock_imagenet(data_dir):
+        assert evaluate.main(["--checkpoint", converted, "--dataset", "imagenet2012",
+                              "--data-dir", data_dir, "--batch-size", "8"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["num_examples"] == NUM_EXAMPLES and result["step"] == 0
+    assert result["model"] == NAME and result["image_size"] == RES
+    assert os.listdir(cwd) == []
+    assert _no_uri_folders(str(tmp_path), REPO) == []
