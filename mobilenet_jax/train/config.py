@@ -21,7 +21,7 @@ TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
 DETECTION_DATASETS = ("embedded_detection", "coco/2017")
 DETECTION_MODELS = ("ssdlite",)
 DATASETS = ("embedded", "synthetic") + TFDS_DATASETS + DETECTION_DATASETS
-OPTIMIZERS = ("rmsprop", "sgd")
+OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("constant", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
 

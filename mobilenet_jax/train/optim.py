@@ -162,6 +162,8 @@ def build_optimizer(
         parts.append(
             optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
         )
+    elif config.optimizer == "adam":  # short detection runs (configs/detection_embedded.py)
+        parts.append(optax.adam(schedule))
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
     return optax.chain(*parts), schedule
