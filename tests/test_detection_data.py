@@ -88,3 +88,10 @@ def test_coco_evaluator_known_answers():
     ev.add(np.array([[a]]), np.array([[1]]), np.ones((1, 1), bool), np.zeros((1, 2, 4)),
            np.zeros((1, 2)), np.zeros((1, 2), int), np.zeros((1, 2), bool))
     assert ev.result()["AP"] == 0.0
+
+
+def test_embedded_detection_class_subset():
+    d = make_split("eval", 30, 64, classes=(0, 2, 6), max_objects=3, max_boxes=3)
+    assert set(np.unique(d["labels"][d["box_mask"]])) == {1, 2, 3}
+    with pytest.raises(ValueError, match="distinct indices"):
+        make_split("eval", 2, 64, classes=(0, 0))

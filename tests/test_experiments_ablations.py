@@ -98,6 +98,11 @@ def test_full_scale_runs_use_the_papers_variants():
     assert ablation.scaled(v2_shortcut.ABLATION, cpu_scale=False) is v2_shortcut.ABLATION
 
 
+def _between(report: str) -> str:
+    """A report's verdicts, tables and caveats (from the verdicts to the setup)."""
+    return report.split("## Verdicts")[1].split("## Setup")[0]
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_smoke_end_to_end(script, tmp_path):
     ab = script.ABLATION
@@ -110,6 +115,14 @@ def test_smoke_end_to_end(script, tmp_path):
     assert all((out / "runs" / f"{group}-s0" / "final.json").exists() for group in ab.expect[0])
     text = report.read_text()
     assert ab.paper_claim[:40] in text and "accuracy_vs_steps.png" in text
+    assert "## Verdicts" in text and "What this run can and cannot show" in text
+    verdicts = common.read_json(out / "verdicts.json")
+    assert [v["outcome"] for v in verdicts] == ["inconclusive"]  # one seed: never a verdict without an interval
+    if script is v2_bottleneck:  # the report rebuilt from the stored runs, no training
+        before = (out / "runs" / f"{ab.claims[0].better}-s0" / "final.json").read_text()
+        rebuilt = ablation.main(ab, ["--smoke", "--from-runs", "--out", str(tmp_path)]).read_text()
+        assert "rebuilt from the stored runs" in rebuilt and _between(rebuilt) == _between(text)
+        assert (out / "runs" / f"{ab.claims[0].better}-s0" / "final.json").read_text() == before
 
 
 def test_demo_writes_both_experiments_and_says_where_the_figures_are(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Data sets by name: `build_dataset(config, layout)`; see pipeline.py for the batch contract.
 
-"embedded" (generated in numpy, no download), "synthetic" (random tensors kept on device,
+"embedded" (generated in numpy, no download), "embedded_detection" (shapes with boxes),
+"coco/2017" (tfds, detection), "synthetic" (random tensors kept on device,
 for benchmarks), and the tfds sets "imagenet2012", "imagenette", "cifar10", "cifar100"
 (TensorFlow is imported only for these).
 """
@@ -28,6 +29,24 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
         classes = embedded.NUM_CLASSES if config.num_classes < 0 else config.num_classes
         info = DatasetInfo("embedded", len(train[1]), len(evals[1]), classes, config.image_size)
         return ArrayDataset(info, train, evals, **common)
+    if config.dataset == "embedded_detection":
+        from mobilenet_jax.data import embedded_detection as det
+
+        classes = tuple(config.embedded_detection_classes) or None
+        kw = dict(max_boxes=8 if config.max_boxes < 0 else config.max_boxes, classes=classes)
+        train = det.make_split("train", config.embedded_num_train, config.image_size, config.seed, **kw)
+        evals = det.make_split("eval", config.embedded_num_eval, config.image_size, config.seed, **kw)
+        info = DatasetInfo("embedded_detection", config.embedded_num_train, config.embedded_num_eval,
+                           len(classes or det.CLASS_NAMES), config.image_size)
+        return ArrayDataset(info, train, evals, **common)
+    if config.dataset == "coco/2017":
+        from mobilenet_jax.data.coco import MAX_BOXES, CocoDetectionDataset
+
+        return CocoDetectionDataset(
+            image_size=config.image_size, data_dir=config.data_dir,
+            train_split=config.train_split or "train", eval_split=config.eval_split or "validation",
+            shuffle_buffer=config.shuffle_buffer, max_boxes=MAX_BOXES if config.max_boxes < 0 else config.max_boxes,
+            **common)
     if config.dataset == "synthetic":
         from mobilenet_jax.data.synthetic import SyntheticDataset, synthetic_info
 

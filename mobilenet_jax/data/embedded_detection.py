@@ -10,6 +10,8 @@ Deterministic: the same (split, size, resolution, seed) always gives the same ar
 """
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import numpy as np
 
 from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
@@ -26,8 +28,9 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
-                 min_size: float, max_size: float):
-    """(image [S, S, 3] in [-1, 1], boxes [K, 4], labels [K] in 1..10, masks [K, S, S])."""
+                 min_size: float, max_size: float, classes: Sequence[int] = tuple(range(NUM_CLASSES))):
+    """(image [S, S, 3] in [-1, 1], boxes [K, 4], labels [K] in 1..len(classes) (the
+    position in `classes` + 1), masks [K, S, S])."""
     s = image_size
     grid = (np.arange(s) + 0.5) / s * 2.0 - 1.0
     gy, gx = np.meshgrid(grid, grid, indexing="ij")
@@ -37,7 +40,8 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
     boxes, labels, masks = [], [], []
     for _ in range(rng.integers(1, max_objects + 1)):
         for _attempt in range(20):
-            cls = int(rng.integers(NUM_CLASSES))
+            label = int(rng.integers(len(classes)))
+            cls = classes[label]
             r = rng.uniform(min_size, max_size)  # half the shape's extent, in [-1, 1] units
             cx, cy = rng.uniform(-1 + r, 1 - r, 2)
             t = max(rng.uniform(0.12, 0.18) * r / 0.45, 1.5 * pix)
@@ -58,7 +62,7 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
             fg = np.clip(-bg + rng.uniform(-0.3, 0.3, 3), -1, 1)
         img = img * (1 - alpha[..., None]) + fg * alpha[..., None]
         boxes.append(box)
-        labels.append(cls + 1)
+        labels.append(label + 1)
         masks.append(inside)
     img += rng.normal(0.0, rng.uniform(0.02, 0.05), img.shape)
     return (np.clip(img, -1.0, 1.0).astype(np.float32), np.array(boxes, np.float32).reshape(-1, 4),
@@ -67,9 +71,15 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
 
 def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 0, *,
                max_objects: int = 4, max_boxes: int = 8, min_size: float = 0.15,
-               max_size: float = 0.4, masks: bool = False) -> dict[str, np.ndarray]:
+               max_size: float = 0.4, masks: bool = False,
+               classes: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
     """{"image", "boxes", "labels", "box_mask"} (+ "masks") in the layout of
-    `mobilenet_jax.detection.layout`, `max_boxes` slots per image."""
+    `mobilenet_jax.detection.layout`, `max_boxes` slots per image. `classes` picks a subset
+    of the ten shapes (indices into `CLASS_NAMES`; labels become 1..len(classes)), for an
+    easier set."""
+    classes = tuple(range(NUM_CLASSES)) if classes is None else tuple(int(c) for c in classes)
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(range(NUM_CLASSES)):
+        raise ValueError(f"classes must be distinct indices into CLASS_NAMES (0..{NUM_CLASSES - 1}), got {classes}")
     if split not in _SPLIT_SEEDS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLIT_SEEDS)}")
     if not 1 <= max_objects <= max_boxes:
@@ -79,9 +89,9 @@ def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 
     rng = np.random.default_rng([seed, _SPLIT_SEEDS[split], num_examples, image_size])
     images, boxes, labels, object_masks = [], [], [], []
     for _ in range(num_examples):
-        img, b, l, m = render_image(rng, image_size, max_objects, min_size, max_size)
+        img, b, l, m = render_image(rng, image_size, max_objects, min_size, max_size, classes)
         images.append(img), boxes.append(b), labels.append(l), object_masks.append(m)
-    b, l, valid = pack(boxes, labels, max_boxes, NUM_CLASSES)
+    b, l, valid = pack(boxes, labels, max_boxes, len(classes))
     out = {"image": np.stack(images), "boxes": b, "labels": l, "box_mask": valid}
     if masks:
         full = np.zeros((num_examples, max_boxes, image_size, image_size), bool)

@@ -103,15 +103,17 @@ def check_batch(batch: Batch, layout: HostLayout, per_device: int, image_size: i
 class ArrayDataset:
     """A data set held in host memory as numpy arrays (embedded data, small tests).
 
-    Every process holds the whole array and reads its own slice of each global batch, so the
-    data seen by device d at step s is the same whatever the process count.
+    `train` and `eval` are `(images, labels)` or a dict of arrays with a leading example
+    axis and an "image" entry (e.g. detection's image, boxes, labels, box_mask); batches
+    carry every array. Every process holds the whole array and reads its own slice of each
+    global batch, so the data seen by device d at step s is the same whatever the process count.
     """
 
     def __init__(
         self,
         info: DatasetInfo,
-        train: tuple[np.ndarray, np.ndarray],
-        eval: tuple[np.ndarray, np.ndarray],
+        train: tuple[np.ndarray, np.ndarray] | dict[str, np.ndarray],
+        eval: tuple[np.ndarray, np.ndarray] | dict[str, np.ndarray],
         *,
         batch_size: int,
         eval_batch_size: int,
@@ -120,35 +122,30 @@ class ArrayDataset:
         num_eval_steps: int = -1,
     ):
         self.info = info
-        self._train, self._eval = train, eval
+        self._train, self._eval = _as_dict(train), _as_dict(eval)
         self._batch, self._eval_batch = batch_size, eval_batch_size
         self._seed, self._layout = seed, layout
         self._num_eval_steps = num_eval_steps
-        if len(train[0]) < batch_size:
-            raise ValueError(f"{info.name}: {len(train[0])} training examples < batch {batch_size}")
+        if len(self._train["image"]) < batch_size:
+            raise ValueError(f"{info.name}: {len(self._train['image'])} training examples < batch {batch_size}")
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self._train[0]) // self._batch
+        return len(self._train["image"]) // self._batch
 
     def train_indices(self, step: int) -> np.ndarray:
         """Global example indices of the batch at `step` (epoch-wise permutation by seed)."""
         epoch, offset = divmod(step, self.steps_per_epoch)
-        perm = np.random.default_rng([self._seed, epoch]).permutation(len(self._train[0]))
+        perm = np.random.default_rng([self._seed, epoch]).permutation(len(self._train["image"]))
         return perm[offset * self._batch : (offset + 1) * self._batch]
 
     def train_batches(self, start_step: int) -> Iterator[Batch]:
-        images, labels = self._train
         for step in itertools.count(start_step):
             idx = self.train_indices(step)[self._layout.process_slice(self._batch)]
-            yield {
-                "image": self._layout.shard(images[idx]),
-                "label": self._layout.shard(labels[idx]),
-            }
+            yield {k: self._layout.shard(v[idx]) for k, v in self._train.items()}
 
     def eval_batches(self) -> Iterator[Batch]:
-        images, labels = self._eval
-        n = len(images)
+        n = len(self._eval["image"])
         num_batches = -(-n // self._eval_batch)
         if self._num_eval_steps >= 0:
             num_batches = min(num_batches, self._num_eval_steps)
@@ -157,11 +154,18 @@ class ArrayDataset:
             idx = idx[self._layout.process_slice(self._eval_batch)]
             mask = idx < n
             idx = np.where(mask, idx, 0)
-            yield {
-                "image": self._layout.shard(images[idx]),
-                "label": self._layout.shard(labels[idx]),
-                "mask": self._layout.shard(mask),
-            }
+            batch = {k: self._layout.shard(v[idx]) for k, v in self._eval.items()}
+            batch["mask"] = self._layout.shard(mask)
+            yield batch
+
+
+def _as_dict(arrays: tuple[np.ndarray, np.ndarray] | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if isinstance(arrays, dict):
+        if "image" not in arrays:
+            raise ValueError(f"array data set needs an 'image' entry, got {sorted(arrays)}")
+        return arrays
+    images, labels = arrays
+    return {"image": images, "label": labels}
 
 
 def split_evenly(total: int, parts: int) -> Sequence[int]:

@@ -17,7 +17,10 @@ from mobilenet_jax.errors import UserError
 
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
-DATASETS = ("embedded", "synthetic") + TFDS_DATASETS
+# Detection data sets (boxes; see mobilenet_jax.detection.layout) train a detector model.
+DETECTION_DATASETS = ("embedded_detection", "coco/2017")
+DETECTION_MODELS = ("ssdlite",)
+DATASETS = ("embedded", "synthetic") + TFDS_DATASETS + DETECTION_DATASETS
 OPTIMIZERS = ("rmsprop", "sgd")
 SCHEDULES = ("constant", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -46,6 +49,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.embedded_num_train = 20_000
     c.embedded_num_eval = 2_000
     c.synthetic_num_classes = 1000
+    c.max_boxes = -1  # detection: object slots per image; -1 = the data set's (8 embedded, 100 COCO)
+    c.embedded_detection_classes = ()  # indices into the embedded shapes; () = all ten
     c.num_classes = -1  # -1 = the data set's number of classes
     # Batch and durations.
     c.batch_size = 128  # global batch over all devices of all processes
@@ -136,6 +141,7 @@ _INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
     "embedded_num_train": (1, None),
     "embedded_num_eval": (1, None),
     "synthetic_num_classes": (2, None),
+    "max_boxes": (1, (-1, "the data set's")),
     "shuffle_buffer": (1, None),
     "prefetch": (0, None),
     "keep_checkpoints": (1, None),
@@ -191,6 +197,13 @@ def validate_config(
     _check_ranges(config)
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASETS)}")
+    detection_data, detector = config.dataset in DETECTION_DATASETS, config.model in DETECTION_MODELS
+    if detection_data != detector:
+        raise ConfigError(
+            f"dataset {config.dataset!r} and model {config.model!r} do not make a task: detection "
+            f"data sets {list(DETECTION_DATASETS)} train a detector {list(DETECTION_MODELS)}, "
+            "every other data set a classification network"
+        )
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; known: {list(OPTIMIZERS)}")
     if config.lr_schedule not in SCHEDULES:

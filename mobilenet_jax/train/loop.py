@@ -26,9 +26,8 @@ from mobilenet_jax.train.config import ConfigError, validate_config
 from mobilenet_jax.train.metrics import MetricWriter
 from mobilenet_jax.train.optim import Durations, build_optimizer, resolve_durations
 from mobilenet_jax.train.state import TrainState, create_train_state
-from mobilenet_jax.train.steps import (
-    make_eval_step, make_train_step, pmap_eval_step, pmap_train_step,
-)
+from mobilenet_jax.train.steps import make_train_step, pmap_train_step
+from mobilenet_jax.train.tasks import build_task, evaluate_classification
 
 log = logging.getLogger("mobilenet_jax")
 
@@ -55,22 +54,8 @@ def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
 
-def evaluate(p_eval, state: TrainState, dataset: Dataset, num_devices: int, prefetch: int) -> dict:
-    """Exact evaluation over the whole split (padding masked out): loss, top-1, top-5."""
-    sums = None
-    for batch in prefetch_to_device(dataset.eval_batches(), prefetch, num_devices):
-        out = p_eval(state, batch)
-        sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
-    if sums is None:
-        return {}
-    sums = jax.device_get(sums)
-    count = max(float(sums["count"]), 1.0)
-    return {
-        "loss": float(sums["loss"]) / count,
-        "accuracy": float(sums["correct"]) / count,
-        "top5_accuracy": float(sums["correct_top5"]) / count,
-        "num_examples": int(sums["count"]),
-    }
+#: Classification's exact evaluation (kept under its old name for `mobilenet_jax.evaluate`).
+evaluate = evaluate_classification
 
 
 def _check_finite(pending: list[tuple[int, Any]], last_ckpt: Optional[str]) -> list[dict]:
@@ -155,11 +140,11 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     # One copy of the state on each local device; pmap reads it with in_axes=None.
     state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))
 
+    task = build_task(config, model)  # the loss, the evaluation and the metric to keep the best by
     train_step = pmap_train_step(make_train_step(
-        model, tx, schedule, label_smoothing=config.label_smoothing,
-        ema_decay=config.ema_decay, ema_warmup=config.ema_warmup, dropout_seed=config.seed,
+        model, tx, schedule, ema_decay=config.ema_decay, ema_warmup=config.ema_warmup,
+        dropout_seed=config.seed, loss_fn=task.loss_fn(),
     ))
-    eval_step = pmap_eval_step(make_eval_step(model))
     total = durations.total_steps
     eval_every = _every(config.eval_every_steps, durations.steps_per_epoch)
     ckpt_every = _every(config.checkpoint_every_steps, durations.steps_per_epoch)
@@ -196,12 +181,12 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     t0, steps_timed = time.perf_counter(), 0
                 pending = []
             if eval_now:
-                metrics_eval = evaluate(eval_step, state, ds, num_devices, config.prefetch)
+                metrics_eval = task.evaluate(state, ds, num_devices, config.prefetch)
                 writer.write(step, "eval", metrics_eval)
                 log.info("step %d eval %s", step, json.dumps(metrics_eval))
                 result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
-                if metrics_eval:
-                    ckpts.save_best(state, metrics_eval["accuracy"])
+                if metrics_eval and np.isfinite(metrics_eval[task.best_metric]):
+                    ckpts.save_best(state, metrics_eval[task.best_metric])
                 t0, steps_timed = time.perf_counter(), 0
             if ckpt_now:
                 last_ckpt = ckpts.save(state)
@@ -215,7 +200,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     finally:
         bar.close()
     if start >= total:  # nothing left to train: report the finished run's evaluation
-        metrics_eval = evaluate(eval_step, state, ds, num_devices, config.prefetch)
+        metrics_eval = task.evaluate(state, ds, num_devices, config.prefetch)
         result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
     result["state"] = state
     return result

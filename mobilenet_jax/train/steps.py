@@ -7,7 +7,7 @@ and the device index. Pure functions: nothing but the arguments determines the r
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -20,6 +20,18 @@ from mobilenet_jax.train.state import TrainState
 
 AXIS = "batch"
 Metrics = dict[str, jax.Array]
+#: A task's per-device training loss: (model outputs, batch) -> (loss, metrics to average).
+LossFn = Callable[[Any, dict], tuple[jax.Array, Metrics]]
+
+
+def classification_loss(label_smoothing: float = 0.0) -> LossFn:
+    """Mean (smoothed) cross-entropy of logits against batch["label"], and top-1 accuracy."""
+
+    def loss_fn(logits: jax.Array, batch: dict) -> tuple[jax.Array, Metrics]:
+        loss = jnp.mean(smoothed_cross_entropy(logits, batch["label"], label_smoothing))
+        return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+
+    return loss_fn
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -39,23 +51,26 @@ def make_train_step(
     ema_decay: float = 0.0,
     ema_warmup: bool = True,
     dropout_seed: int = 0,
+    loss_fn: Optional[LossFn] = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
     """The per-device training step `(state, batch) -> (state, metrics)`; call it under
-    `pmap_train_step` (it uses the "batch" axis)."""
+    `pmap_train_step` (it uses the "batch" axis). `loss_fn` is the task's loss (default:
+    classification with `label_smoothing`)."""
+    task_loss = classification_loss(label_smoothing) if loss_fn is None else loss_fn
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(dropout_seed), state.step),
                                  lax.axis_index(AXIS))
 
-        def loss_fn(params):
-            logits, new_vars = model.apply(
+        def objective(params):
+            outputs, new_vars = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, batch["image"],
                 train=True, mutable=["batch_stats"], rngs={"dropout": rng},
             )
-            loss = jnp.mean(smoothed_cross_entropy(logits, batch["label"], label_smoothing))
-            return loss, (logits, new_vars["batch_stats"])
+            loss, task_metrics = task_loss(outputs, batch)
+            return loss, (task_metrics, new_vars["batch_stats"])
 
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        (loss, (task_metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params
         )
         grads = lax.pmean(grads, AXIS)
@@ -65,8 +80,7 @@ def make_train_step(
         if ema is not None:
             d = ema_decay_at(state.step, ema_decay, ema_warmup)
             ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
-        accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-        metrics = lax.pmean({"loss": loss, "accuracy": accuracy}, AXIS)
+        metrics = lax.pmean({"loss": loss, **task_metrics}, AXIS)
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
         new_state = state.replace(

@@ -1,0 +1,86 @@
+"""Detection as a task of the one trainer: the per-device loss, the eval step and the COCO
+reduction, written against the trainer's axis name like the classification steps.
+
+Batch layout (per device): {"image": [n, S, S, 3], "boxes": [n, M, 4], "labels": [n, M],
+"box_mask": [n, M]} (see `layout`), plus "mask" [n] on evaluation batches (padded images).
+The loss is the SSD loss normalised by the number of matched anchors of the *global* batch
+(`lax.psum`), so a data-parallel step equals a single-device step on the same batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from mobilenet_jax.detection.coco_eval import CocoEvaluator
+from mobilenet_jax.detection.loss import ssd_loss
+from mobilenet_jax.detection.nms import postprocess
+from mobilenet_jax.detection.ssdlite import SSDLite, model_anchors
+
+AXIS = "batch"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionTask:
+    """SSD training and COCO evaluation of `model` at `image_size`."""
+
+    model: SSDLite
+    image_size: int
+    score_threshold: float = 0.01
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+
+    @property
+    def anchors(self) -> np.ndarray:
+        return model_anchors(self.model, self.image_size)
+
+    def loss_fn(self) -> Callable[[Any, dict], tuple[jax.Array, dict]]:
+        """(model outputs, batch) -> (per-device loss, metrics to average); inside pmap."""
+        anchors = jnp.asarray(self.anchors)
+
+        def loss(outputs: dict, batch: dict):
+            terms = ssd_loss(outputs["box_codes"], outputs["class_logits"], anchors,
+                             batch["boxes"], batch["labels"], batch["box_mask"])
+            devices = lax.psum(1, AXIS)
+            num_pos = jnp.maximum(lax.psum(terms.num_positives, AXIS), 1).astype(jnp.float32)
+            loc = terms.localization * devices / num_pos
+            cls = terms.classification * devices / num_pos
+            return loc + cls, {"localization_loss": loc, "classification_loss": cls,
+                               "positives_per_image": terms.num_positives / batch["boxes"].shape[0]}
+
+        return loss
+
+    def eval_step(self) -> Callable:
+        """Per-device `(variables, batch) -> detections` (fixed size, for the host to score)."""
+        anchors = jnp.asarray(self.anchors)
+
+        def step(variables: dict, batch: dict):
+            out = self.model.apply(variables, batch["image"], train=False)
+            det = postprocess(out["box_codes"], out["class_logits"], anchors,
+                              score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
+                              max_detections=self.max_detections)
+            return det._asdict()
+
+        return step
+
+    def evaluate(self, predict: Callable[[dict], dict], batches: Iterable[dict]) -> dict[str, float]:
+        """COCO metrics over `batches` ([devices, n, ...] or [n, ...] host arrays); `predict`
+        maps a batch to detections of the same leading shape (e.g. a pmapped `eval_step`)."""
+        evaluator = CocoEvaluator(self.image_size, self.model.num_classes)
+        for batch in batches:
+            det = jax.device_get(predict(batch))
+            lead = np.ndim(batch["boxes"]) - 2  # [devices, n, M, 4] or [n, M, 4]
+
+            def flat(x):
+                x = np.asarray(x)
+                return x.reshape((-1,) + x.shape[lead:])
+
+            mask = batch.get("mask")
+            evaluator.add(*(flat(batch[k]) for k in ("boxes", "labels", "box_mask")),
+                          *(flat(det[k]) for k in ("boxes", "scores", "classes", "valid")),
+                          image_mask=None if mask is None else np.asarray(mask).reshape(-1))
+        return evaluator.result()
