@@ -97,6 +97,9 @@ def _serve(port: int) -> None:
 
     objects.download = download_with_generation  # `get` (alt=media) looks it up per call
     logging.disable(logging.CRITICAL)
+    # socketserver prints a traceback for each client that hangs up early (tensorstore and
+    # gcsfs do, routinely): noise, not failures.
+    sys.stderr = open(os.devnull, "w")
     create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET).run()
 
 
