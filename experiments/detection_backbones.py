@@ -14,7 +14,6 @@ import argparse
 import tempfile
 import time
 
-import numpy as np
 
 BACKBONES = [  # (name, backbone, reduced_tail, paper params, paper MAdds, paper COCO mAP)
     ("V1", "mobilenet_v1", False, 5.1e6, 1.3e9, 22.2),

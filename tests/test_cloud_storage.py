@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from tests._fake_gcs import BUCKET
 from tests._train_helpers import REPO, TINY_CONFIG, assert_trees_close, cli, cli_env

@@ -1,5 +1,4 @@
 """Detection library: backbone feature maps, anchors, box coder, matching, loss, NMS, SSDLite."""
-import itertools
 
 import jax
 import jax.numpy as jnp

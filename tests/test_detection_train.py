@@ -4,11 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from tests._train_helpers import assert_trees_close_to_scale
 from mobilenet_jax.data.embedded_detection import make_split
-from mobilenet_jax.data.pipeline import device_mesh
 from mobilenet_jax.detection.task import DetectionTask
 from mobilenet_jax.models import create_model
 from mobilenet_jax.train import create_train_state, make_train_step, pmap_train_step

@@ -24,7 +24,7 @@ from etils import epath
 
 from tests._fake_gcs import BUCKET
 from tests._train_helpers import (
-    REPO, assert_trees_close_to_scale, cli, cli_env, free_port, load_checkpoint, tiny_config,
+    assert_trees_close_to_scale, cli, cli_env, free_port, load_checkpoint, tiny_config,
 )
 from mobilenet_jax.train import read_metrics, train_and_evaluate
 from mobilenet_jax.train.distributed import enable_compilation_cache

@@ -6,7 +6,6 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import mobilenet_jax

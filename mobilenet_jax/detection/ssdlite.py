@@ -18,7 +18,7 @@ so `load_backbone` copies converted ImageNet weights into a detector.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax

@@ -14,7 +14,6 @@ from typing import Literal
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from mobilenet_jax.blocks import DepthwiseSeparable
 from mobilenet_jax.layers import ConvBN

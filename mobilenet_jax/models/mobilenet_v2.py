@@ -19,7 +19,7 @@ import jax
 
 from mobilenet_jax.blocks import SHORTCUT_KINDS, InvertedResidual, ShortcutKind
 from mobilenet_jax.layers import ConvBN, make_divisible
-from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head, level_name
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head
 from mobilenet_jax.models.registry import register
 
 #: Table 2 bottleneck stages: (expansion t, output channels c, repeats n, first stride s).

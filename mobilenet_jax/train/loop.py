@@ -25,7 +25,7 @@ from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
 from mobilenet_jax.train.metrics import MetricWriter
 from mobilenet_jax.train.optim import Durations, build_optimizer, resolve_durations
-from mobilenet_jax.train.state import TrainState, create_train_state
+from mobilenet_jax.train.state import create_train_state
 from mobilenet_jax.train.steps import make_train_step, pmap_train_step
 from mobilenet_jax.train.tasks import build_task, evaluate_classification
 

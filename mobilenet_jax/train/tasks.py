@@ -13,7 +13,7 @@ layout of `mobilenet_jax.detection.layout`) train a detector, every other one a 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol
+from typing import Protocol
 
 import flax.linen as nn
 import jax
