@@ -20,7 +20,7 @@ import math
 from typing import Iterator
 
 from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout, split_evenly
-from mobilenet_jax.data.tfds import _tf
+from mobilenet_jax.data.tfds import _tf, host_batches
 
 NUM_CLASSES = 80
 MAX_BOXES = 100
@@ -123,14 +123,6 @@ class CocoDetectionDataset:
         return self._builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=tfds.ReadConfig(
             shuffle_seed=self._seed, try_autocache=False))
 
-    def _batched(self, ds, local_batch: int) -> Iterator[Batch]:
-        tf = _tf()
-        options = tf.data.Options()
-        options.deterministic = True
-        ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        for batch in ds.with_options(options).as_numpy_iterator():
-            yield {k: self._layout.shard(v) for k, v in batch.items()}
-
     def train_batches(self, start_step: int) -> Iterator[Batch]:
         tf = _tf()
         local_batch = self._layout.local_size(self._batch)
@@ -146,7 +138,7 @@ class CocoDetectionDataset:
             return to_layout(tf, image, boxes, labels, self._image_size, self._max_boxes)
 
         ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return self._batched(ds, local_batch)
+        return host_batches(ds, local_batch, self._layout)
 
     def eval_batches(self) -> Iterator[Batch]:
         tf = _tf()
@@ -168,4 +160,4 @@ class CocoDetectionDataset:
             "image": tf.zeros((s, s, 3)), "boxes": tf.zeros((m, 4)), "labels": tf.zeros((m,), tf.int32),
             "box_mask": tf.zeros((m,), tf.bool), "mask": tf.constant(False)}).repeat()
         ds = ds.concatenate(pad).take(num_batches * local_batch)
-        return self._batched(ds, local_batch)
+        return host_batches(ds, local_batch, self._layout)

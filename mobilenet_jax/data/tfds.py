@@ -39,6 +39,17 @@ def _tf():
     return tf
 
 
+def host_batches(ds, local_batch: int, layout: HostLayout) -> Iterator[Batch]:
+    """A tf.data set of examples as this host's numpy batches, deterministic order, split
+    along the local devices (the contract of pipeline.py)."""
+    tf = _tf()
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    for batch in ds.with_options(options).as_numpy_iterator():
+        yield {k: layout.shard(v) for k, v in batch.items()}
+
+
 def _preprocess_fn(name: str, image_size: int, train: bool):
     tf = _tf()
 
@@ -140,14 +151,6 @@ class TfdsDataset:
             read_config=tfds.ReadConfig(shuffle_seed=self._seed, try_autocache=False),
         )
 
-    def _batched(self, ds, local_batch: int) -> Iterator[Batch]:
-        tf = _tf()
-        options = tf.data.Options()
-        options.deterministic = True
-        ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        for batch in ds.with_options(options).as_numpy_iterator():
-            yield {k: self._layout.shard(v) for k, v in batch.items()}
-
     def train_batches(self, start_step: int) -> Iterator[Batch]:
         tf = _tf()
         local_batch = self._layout.local_size(self._batch)
@@ -164,7 +167,7 @@ class TfdsDataset:
             return {"image": preprocess(ex["image"], seed), "label": tf.cast(ex["label"], tf.int32)}
 
         ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return self._batched(ds, local_batch)
+        return host_batches(ds, local_batch, self._layout)
 
     def eval_batches(self) -> Iterator[Batch]:
         tf = _tf()
@@ -192,7 +195,7 @@ class TfdsDataset:
             {"image": tf.zeros((s, s, 3)), "label": tf.constant(0), "mask": tf.constant(False)}
         ).repeat()
         ds = ds.concatenate(pad).take(num_batches * local_batch)
-        return self._batched(ds, local_batch)
+        return host_batches(ds, local_batch, self._layout)
 
 
 def tfds_num_classes(name: str) -> int:
