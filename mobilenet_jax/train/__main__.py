@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -73,12 +74,27 @@ def parse_flags(argv: list[str]):
     return config, workdir_flag.value
 
 
+class _StderrNow(logging.StreamHandler):
+    """A handler writing to whatever `sys.stderr` is when a record is emitted, not to the
+    stream that was current when `main` ran (a caller's captured stream may be closed by
+    then: tests, notebooks)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def main(argv: list[str]) -> int:
     if {"-h", "--help", "--helpfull"} & set(argv):
         print(__doc__ + "\n" + _flags(argv)[0].get_help())
         return 0
     config, workdir = parse_flags(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        handlers=[_StderrNow()], force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save INFO chatter
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing at INFO
     import jax
@@ -87,7 +103,7 @@ def main(argv: list[str]) -> int:
     from mobilenet_jax.train.loop import train_and_evaluate
 
     if maybe_initialize(config.distributed):  # now the host is known: say it on every line
-        logging.basicConfig(level=logging.INFO, format=log_format(), force=True)
+        logging.basicConfig(level=logging.INFO, format=log_format(), handlers=[_StderrNow()], force=True)
     if jax.process_index() != 0:
         logging.getLogger("mobilenet_jax").setLevel(logging.WARNING)
     result = train_and_evaluate(config, workdir)
