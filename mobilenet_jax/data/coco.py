@@ -16,11 +16,10 @@ the same data.
 """
 from __future__ import annotations
 
-import math
 from typing import Iterator
 
-from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout, split_evenly
-from mobilenet_jax.data.tfds import _tf, host_batches
+from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout
+from mobilenet_jax.data.tfds import _tf, host_batches, padded_eval_batches
 
 NUM_CLASSES = 80
 MAX_BOXES = 100
@@ -143,10 +142,6 @@ class CocoDetectionDataset:
     def eval_batches(self) -> Iterator[Batch]:
         tf = _tf()
         local_batch = self._layout.local_size(self._eval_batch)
-        sizes = split_evenly(self.info.num_eval, self._layout.process_count)
-        num_batches = math.ceil(max(sizes) / local_batch)
-        if self._num_eval_steps >= 0:
-            num_batches = min(num_batches, self._num_eval_steps)
 
         def fn(ex):
             boxes, labels = _boxes_xyxy(tf, ex["objects"])
@@ -156,8 +151,6 @@ class CocoDetectionDataset:
         ds = self._read(self._eval_parts[self._layout.process_index], False)
         ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         s, m = self._image_size, self._max_boxes
-        pad = tf.data.Dataset.from_tensors({
-            "image": tf.zeros((s, s, 3)), "boxes": tf.zeros((m, 4)), "labels": tf.zeros((m,), tf.int32),
-            "box_mask": tf.zeros((m,), tf.bool), "mask": tf.constant(False)}).repeat()
-        ds = ds.concatenate(pad).take(num_batches * local_batch)
-        return host_batches(ds, local_batch, self._layout)
+        pad = {"image": tf.zeros((s, s, 3)), "boxes": tf.zeros((m, 4)), "labels": tf.zeros((m,), tf.int32),
+               "box_mask": tf.zeros((m,), tf.bool), "mask": tf.constant(False)}
+        return padded_eval_batches(ds, pad, self.info.num_eval, local_batch, self._layout, self._num_eval_steps)

@@ -50,6 +50,19 @@ def host_batches(ds, local_batch: int, layout: HostLayout) -> Iterator[Batch]:
         yield {k: layout.shard(v) for k, v in batch.items()}
 
 
+def padded_eval_batches(ds, pad: dict, num_eval: int, local_batch: int, layout: HostLayout,
+                        num_eval_steps: int = -1) -> Iterator[Batch]:
+    """This process's share of an evaluation split, then `pad` (an example with mask False)
+    repeated: every process runs the same number of batches, enough for the largest share
+    (at most `num_eval_steps` when >= 0), so the padded sums stay exact."""
+    tf = _tf()
+    num_batches = math.ceil(max(split_evenly(num_eval, layout.process_count)) / local_batch)
+    if num_eval_steps >= 0:
+        num_batches = min(num_batches, num_eval_steps)
+    ds = ds.concatenate(tf.data.Dataset.from_tensors(pad).repeat()).take(num_batches * local_batch)
+    return host_batches(ds, local_batch, layout)
+
+
 def _preprocess_fn(name: str, image_size: int, train: bool):
     tf = _tf()
 
@@ -172,11 +185,6 @@ class TfdsDataset:
     def eval_batches(self) -> Iterator[Batch]:
         tf = _tf()
         local_batch = self._layout.local_size(self._eval_batch)
-        # Every process runs the same number of batches: enough for the largest share.
-        sizes = split_evenly(self.info.num_eval, self._layout.process_count)
-        num_batches = math.ceil(max(sizes) / local_batch)
-        if self._num_eval_steps >= 0:
-            num_batches = min(num_batches, self._num_eval_steps)
         ds = self._read(self._eval_parts[self._layout.process_index], shuffle_files=False)
         if self._cache:
             ds = ds.cache()
@@ -191,11 +199,8 @@ class TfdsDataset:
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
         )
         s = self._image_size
-        pad = tf.data.Dataset.from_tensors(
-            {"image": tf.zeros((s, s, 3)), "label": tf.constant(0), "mask": tf.constant(False)}
-        ).repeat()
-        ds = ds.concatenate(pad).take(num_batches * local_batch)
-        return host_batches(ds, local_batch, self._layout)
+        pad = {"image": tf.zeros((s, s, 3)), "label": tf.constant(0), "mask": tf.constant(False)}
+        return padded_eval_batches(ds, pad, self.info.num_eval, local_batch, self._layout, self._num_eval_steps)
 
 
 def tfds_num_classes(name: str) -> int:
