@@ -22,6 +22,7 @@ BACKBONES = [
     ("mobilenet_v3_small", {}, {"C3": 24, "C4": 288, "C5": 576}),  # 9th bottleneck's expansion
     ("mobilenet_v3_large", {"reduced_tail": True}, {"C3": 40, "C4": 672, "C5": 480}),
     ("mobilenet_v3_small", {"reduced_tail": True}, {"C3": 24, "C4": 288, "C5": 288}),
+    ("xception", {}, {"C3": 256, "C4": 728, "C5": 2048}),  # entry module 2, middle flow, exit flow
 ]
 
 
@@ -50,7 +51,7 @@ def test_reduced_tail_is_only_for_v3():
     with pytest.raises(ModelConfigError, match="reduced_tail"):
         create_model("ssdlite", backbone="mobilenet_v2", reduced_tail=True)
     with pytest.raises(ModelConfigError, match="backbone"):
-        create_model("ssdlite", backbone="xception")
+        create_model("ssdlite", backbone="resnet50")
 
 
 def test_anchors_match_the_tf_api_layout():
@@ -171,6 +172,15 @@ def test_ssd_loss_counts_and_gradients():
     m = match_batch(gt, valid, anchors)
     target = jnp.take_along_axis(gt, jnp.maximum(m, 0)[..., None], 1)
     assert float(loss_fn(encode(target, anchors[None]), logits, anchors, gt, labels, valid).localization) < 1e-6
+
+
+def test_ssdlite_on_xception_feeds_its_c4_and_c5_to_the_heads():
+    model = create_model("ssdlite", backbone="xception", width=0.25, num_classes=3)
+    x = jax.ShapeDtypeStruct((1, 128, 128, 3), jnp.float32)
+    maps = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, return_feature_maps=True)[0], x)
+    assert [m.shape[1:] for m in maps[:2]] == [(8, 8, 182), (4, 4, 512)]  # C4 = 728 x 0.25, C5 = 2048 x 0.25
+    out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], x)
+    assert out["class_logits"].shape == (1, model_anchors(model, 128).shape[0], 4)
 
 
 def test_ssdlite_outputs_match_anchors_and_backbone_weights_load():

@@ -32,7 +32,7 @@ from mobilenet_jax.models.common import Network, check_choice
 from mobilenet_jax.models.registry import ModelConfigError, create_model, register
 
 #: Networks with a feature-map API (`features_only`).
-BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
+BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "xception")
 EXTRA_DEPTHS: tuple[int, ...] = (512, 256, 256, 128)
 NUM_MAPS = 2 + len(EXTRA_DEPTHS)
 

@@ -7,6 +7,11 @@ a (728, 1024) module with pool and conv shortcut, separable convs to 1536 and 20
 ReLU, global pool, dropout 0.5 and the logistic-regression layer. 36 conv layers in 14
 modules; the default input is 299x299.
 
+Feature maps (`features_only`): the output of the last layer at each output stride, as for
+the MobileNets: C3 = entry module 2 (256 channels, stride 8), C4 = the middle flow's end (728,
+stride 16), C5 = the exit flow's last separable conv (2048, stride 32). The entry flow's
+'valid' stem rounds the map sizes (299 -> 37, 19, 10; 320 -> 40, 20, 10).
+
 Ablations: `residual=False` drops every shortcut (Fig. 9); `separable_activation` puts
 'relu' or 'elu' between depthwise and pointwise steps (Fig. 10; the paper uses none).
 """
@@ -19,7 +24,7 @@ import jax
 
 from mobilenet_jax.blocks import SeparableConvBN, XceptionModule
 from mobilenet_jax.layers import ConvBN
-from mobilenet_jax.models.common import Network, check_choice, classifier_head
+from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head, level_name
 from mobilenet_jax.models.registry import register
 
 
@@ -73,11 +78,13 @@ class Xception(Network):
         x = self.check_inputs(x)
         common = dict(norm=self.norm, dtype=self.dtype,
                       depthwise_impl=self.depthwise_impl)
+        stride, maps = 1, {}
         for i, (features, strides) in enumerate(STEM):
             x = ConvBN(
                 self._scale(features), 3, strides=strides, padding="VALID", activation="relu",
                 name=f"stem_{i}", **common,
             )(x, train)
+            stride *= strides
         for i, spec in enumerate(MODULES):
             x = XceptionModule(
                 tuple(self._scale(c) for c in spec.features),
@@ -88,9 +95,15 @@ class Xception(Network):
                 name=f"blocks_{i}",
                 **common,
             )(x, train)
+            stride *= 2 if spec.pool else 1
+            if level_name(stride):
+                maps[level_name(stride)] = x  # the last module at this stride wins
         for i, features in enumerate(EXIT_FEATURES):
             x = SeparableConvBN(
                 self._scale(features), activation="relu",
                 intermediate_activation=self.separable_activation, name=f"exit_{i}", **common,
             )(x, train)
+        maps[level_name(stride)] = x
+        if self.features_only:
+            return check_feature_maps(self, maps)
         return classifier_head(self, x, train)
