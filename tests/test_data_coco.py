@@ -27,6 +27,11 @@ def test_coco_pipeline_layout_and_resume_under_mock_data():
     assert sum(int(b["box_mask"].sum()) for b in first) > 0
     np.testing.assert_allclose(again["boxes"], first[2]["boxes"])
     assert len(evals) == 3 and evals[0]["mask"].shape == (2, 2)
+    # Crowds: out of the training batches, flagged (and kept) in the evaluation batches.
+    assert "is_crowd" not in first[0]
+    crowd = np.concatenate([e["is_crowd"].reshape(-1, 10) for e in evals])
+    valid = np.concatenate([e["box_mask"].reshape(-1, 10) for e in evals])
+    assert crowd.shape == valid.shape and not (crowd & ~valid).any()
 
 
 def test_crop_keeps_objects_whose_centre_is_inside_and_flip_mirrors_boxes():

@@ -90,6 +90,25 @@ def test_coco_evaluator_known_answers():
     assert ev.result()["AP"] == 0.0
 
 
+def test_coco_evaluator_ignores_detections_on_crowd_regions():
+    """COCO's rule: a detection matched to crowd ground truth is ignored, not a false positive."""
+    # A small detection inside the crowd region (IoU 0.05 with it, but wholly inside: COCO matches a
+    # crowd by the detection's own area), scored above the true one.
+    obj, crowd, det_on_crowd = [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.95, 0.95], [0.6, 0.6, 0.7, 0.7]
+    gt = np.array([[obj, crowd]], np.float32)
+    dets = (np.array([[det_on_crowd, obj]], np.float32), np.array([[0.9, 0.8]], np.float32), np.array([[1, 1]]))
+    results = {}
+    for flagged in (False, True):
+        ev = CocoEvaluator(100, num_classes=1)
+        ev.add(gt, np.array([[1, 1]]), np.ones((1, 2), bool), *dets, np.ones((1, 2), bool),
+               gt_crowd=np.array([[False, flagged]]))
+        results[flagged] = ev.result()
+    assert results[True]["AP"] == pytest.approx(1.0)  # the crowd is ignored: one object, found
+    # As a plain object the crowd box is missed and the small detection is a false positive ranked
+    # first: precision 1/2 up to recall 1/2, then nothing -> 101-point AP50 = 0.5 x 51/101.
+    assert results[False]["AP50"] == pytest.approx(0.5 * 51 / 101)
+
+
 def test_embedded_detection_class_subset():
     d = make_split("eval", 30, 64, classes=(0, 2, 6), max_objects=3, max_boxes=3)
     assert set(np.unique(d["labels"][d["box_mask"]])) == {1, 2, 3}

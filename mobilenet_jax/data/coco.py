@@ -8,9 +8,10 @@ least a random fraction (0.1, 0.3, 0.5, 0.7 or 0.9) of some object, with aspect 
 [0.5, 2] and area in [0.1, 1] of the image (the whole image when no patch is found); the
 objects whose centre lies in the patch are kept and clipped to it; then a left-right flip
 with probability 1/2; then a resize to `image_size` x `image_size` (no aspect preservation,
-as in SSD). Evaluation resizes the whole image. Crowd annotations are dropped (the evaluator
-has no ignore regions; COCO's own evaluation ignores detections on them instead), as are
-boxes of zero size. Images with more than `max_boxes` objects keep the largest ones.
+as in SSD). Evaluation resizes the whole image. Crowd annotations are dropped from training
+(a crowd box is no object to regress to, as in the TF object detection API) and kept in
+evaluation batches, flagged in `is_crowd` [M]: COCO's evaluation ignores the detections that
+fall on them instead of counting them as false positives. Boxes of zero size are dropped. Images with more than `max_boxes` objects keep the largest ones.
 Randomness is stateless, keyed by (seed, process, example counter), so a resumed run sees
 the same data.
 """
@@ -27,17 +28,20 @@ MIN_COVERED = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def _boxes_xyxy(tf, objects, drop_crowd: bool = True):
-    """tfds (ymin, xmin, ymax, xmax) -> (x1, y1, x2, y2), labels + 1; crowds and empty boxes out."""
-    fields = ["bbox", "label"] + (["is_crowd"] if drop_crowd and "is_crowd" in objects else [])
+    """tfds (ymin, xmin, ymax, xmax) -> (x1, y1, x2, y2), labels + 1, crowd flags; empty boxes
+    out, and crowds too with `drop_crowd`."""
+    fields = ["bbox", "label"] + (["is_crowd"] if "is_crowd" in objects else [])
     # Equal lengths in real data; tfds mock data draws each field's length on its own.
     n = tf.reduce_min(tf.stack([tf.shape(objects[f])[0] for f in fields]))
     b = objects["bbox"][:n]
     boxes = tf.stack([b[:, 1], b[:, 0], b[:, 3], b[:, 2]], axis=-1)
     labels = tf.cast(objects["label"][:n], tf.int32) + 1
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    if "is_crowd" in fields:
-        keep &= tf.logical_not(tf.cast(objects["is_crowd"][:n], tf.bool))
-    return tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+    crowd = (tf.cast(objects["is_crowd"][:n], tf.bool) if "is_crowd" in fields
+             else tf.zeros_like(keep))
+    if drop_crowd:
+        keep &= tf.logical_not(crowd)
+    return tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep), tf.boolean_mask(crowd, keep)
 
 
 def random_crop(tf, image, boxes, labels, seed):
@@ -69,8 +73,9 @@ def random_flip(tf, image, boxes, seed):
     return image, tf.where(flip, flipped, boxes)
 
 
-def to_layout(tf, image, boxes, labels, image_size: int, max_boxes: int):
-    """Resize, scale to [-1, 1], keep the `max_boxes` largest objects, pad the slots."""
+def to_layout(tf, image, boxes, labels, image_size: int, max_boxes: int, crowd=None):
+    """Resize, scale to [-1, 1], keep the `max_boxes` largest objects, pad the slots; with
+    `crowd` flags, also "is_crowd" [max_boxes] (evaluation)."""
     image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
     image = tf.cast(image, tf.float32) / 127.5 - 1.0
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -78,12 +83,15 @@ def to_layout(tf, image, boxes, labels, image_size: int, max_boxes: int):
     order = tf.argsort(area, direction="DESCENDING", stable=True)[:n]
     boxes, labels = tf.gather(boxes, order), tf.gather(labels, order)
     pad = max_boxes - n
-    return {
+    out = {
         "image": tf.ensure_shape(image, (image_size, image_size, 3)),
         "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), (max_boxes, 4)),
         "labels": tf.ensure_shape(tf.pad(labels, [[0, pad]]), (max_boxes,)),
         "box_mask": tf.ensure_shape(tf.sequence_mask(n, max_boxes), (max_boxes,)),
     }
+    if crowd is not None:
+        out["is_crowd"] = tf.ensure_shape(tf.pad(tf.gather(crowd, order), [[0, pad]]), (max_boxes,))
+    return out
 
 
 class CocoDetectionDataset:
@@ -131,7 +139,7 @@ class CocoDetectionDataset:
 
         def fn(i, ex):
             seed = tf.stack([tf.constant(base, tf.int64), i])
-            boxes, labels = _boxes_xyxy(tf, ex["objects"])
+            boxes, labels, _ = _boxes_xyxy(tf, ex["objects"])
             image, boxes, labels = random_crop(tf, ex["image"], boxes, labels, seed)
             image, boxes = random_flip(tf, image, boxes, seed + 2)
             return to_layout(tf, image, boxes, labels, self._image_size, self._max_boxes)
@@ -144,13 +152,13 @@ class CocoDetectionDataset:
         local_batch = self._layout.local_size(self._eval_batch)
 
         def fn(ex):
-            boxes, labels = _boxes_xyxy(tf, ex["objects"])
-            out = to_layout(tf, ex["image"], boxes, labels, self._image_size, self._max_boxes)
+            boxes, labels, crowd = _boxes_xyxy(tf, ex["objects"], drop_crowd=False)
+            out = to_layout(tf, ex["image"], boxes, labels, self._image_size, self._max_boxes, crowd)
             return {**out, "mask": tf.constant(True)}
 
         ds = self._read(self._eval_parts[self._layout.process_index], False)
         ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         s, m = self._image_size, self._max_boxes
         pad = {"image": tf.zeros((s, s, 3)), "boxes": tf.zeros((m, 4)), "labels": tf.zeros((m,), tf.int32),
-               "box_mask": tf.zeros((m,), tf.bool), "mask": tf.constant(False)}
+               "box_mask": tf.zeros((m,), tf.bool), "is_crowd": tf.zeros((m,), tf.bool), "mask": tf.constant(False)}
         return padded_eval_batches(ds, pad, self.info.num_eval, local_batch, self._layout, self._num_eval_steps)

@@ -6,6 +6,8 @@ by batch, then builds COCO objects in memory and runs `COCOeval` for boxes. Boxe
 converted to pixels with the image size, so COCO's area ranges (small < 32^2 <= medium <
 96^2 pixels) apply as on COCO itself; on small embedded images most objects are "small".
 Metrics COCO cannot define (no ground truth of that size) are reported as NaN, not -1.
+Ground truth flagged as crowd (`gt_crowd`) is an ignore region, as in COCO: a detection
+on it is neither a true nor a false positive.
 """
 from __future__ import annotations
 
@@ -23,25 +25,27 @@ class CocoEvaluator:
 
     def __init__(self, image_size: int, num_classes: int):
         self.image_size, self.num_classes = image_size, num_classes
-        self._gt: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._gt: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         self._det: list[np.ndarray] = []
         self._num_images = 0
 
     def add(self, gt_boxes, gt_labels, gt_mask, det_boxes, det_scores, det_classes, det_valid,
-            image_mask: Optional[np.ndarray] = None) -> None:
+            image_mask: Optional[np.ndarray] = None, gt_crowd: Optional[np.ndarray] = None) -> None:
         """One batch: gt [N, M, 4] / [N, M] / [N, M]; detections [N, D, 4] / [N, D] x3, boxes
-        (x1, y1, x2, y2) in [0, 1]; `image_mask` [N] drops padded images (exact evaluation)."""
+        (x1, y1, x2, y2) in [0, 1]; `image_mask` [N] drops padded images (exact evaluation);
+        `gt_crowd` [N, M] flags crowd ground truth (ignored, see the module docstring)."""
         arrays = [np.asarray(a) for a in (gt_boxes, gt_labels, gt_mask, det_boxes, det_scores,
                                            det_classes, det_valid)]
         gb, gl, gm, db, ds, dc, dv = arrays
         gm, dv = gm.astype(bool), dv.astype(bool)
+        crowd = np.zeros(gm.shape, bool) if gt_crowd is None else np.asarray(gt_crowd, bool).reshape(gm.shape)
         n = gb.shape[0]
         keep = np.ones(n, bool) if image_mask is None else np.asarray(image_mask, bool).reshape(n)
         s = float(self.image_size)
         for i in np.nonzero(keep)[0]:
             image_id = self._num_images
             self._num_images += 1
-            self._gt.append((image_id, gb[i][gm[i]] * s, gl[i][gm[i]]))
+            self._gt.append((image_id, gb[i][gm[i]] * s, gl[i][gm[i]], crowd[i][gm[i]]))
             boxes = db[i][dv[i]] * s
             if len(boxes):
                 xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], -1)
@@ -56,12 +60,12 @@ class CocoEvaluator:
 
         nan = {k: float("nan") for k in METRICS + ("AR100",)}
         annotations = []
-        for image_id, boxes, labels in self._gt:
-            for b, l in zip(boxes, labels):
+        for image_id, boxes, labels, crowds in self._gt:
+            for b, l, c in zip(boxes, labels, crowds):
                 w, h = float(b[2] - b[0]), float(b[3] - b[1])
                 annotations.append(dict(id=len(annotations) + 1, image_id=int(image_id),
                                         category_id=int(l), bbox=[float(b[0]), float(b[1]), w, h],
-                                        area=w * h, iscrowd=0))
+                                        area=w * h, iscrowd=int(c)))
         if not annotations:
             return nan
         gt = COCO()

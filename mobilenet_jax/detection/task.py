@@ -2,7 +2,8 @@
 reduction, written against the trainer's axis name like the classification steps.
 
 Batch layout (per device): {"image": [n, S, S, 3], "boxes": [n, M, 4], "labels": [n, M],
-"box_mask": [n, M]} (see `layout`), plus "mask" [n] on evaluation batches (padded images).
+"box_mask": [n, M]} (see `layout`), plus "mask" [n] on evaluation batches (padded images) and,
+where the data set has crowd annotations, "is_crowd" [n, M] (COCO's ignore regions).
 The loss is the SSD loss normalised by the number of matched anchors of the *global* batch
 (`lax.psum`), so a data-parallel step equals a single-device step on the same batch.
 """
@@ -79,8 +80,9 @@ class DetectionTask:
                 x = np.asarray(x)
                 return x.reshape((-1,) + x.shape[lead:])
 
-            mask = batch.get("mask")
+            mask, crowd = batch.get("mask"), batch.get("is_crowd")
             evaluator.add(*(flat(batch[k]) for k in ("boxes", "labels", "box_mask")),
                           *(flat(det[k]) for k in ("boxes", "scores", "classes", "valid")),
-                          image_mask=None if mask is None else np.asarray(mask).reshape(-1))
+                          image_mask=None if mask is None else np.asarray(mask).reshape(-1),
+                          gt_crowd=None if crowd is None else flat(crowd))
         return evaluator.result()
