@@ -95,6 +95,14 @@ def test_experiment_bad_set_is_one_line_before_any_folder(tmp_path, capsys):
     _assert_one_error_line(capsys.readouterr().err, "config.num_train_steps=-5 must be >= 0")
     assert run("--seeds", "x") == 2
     _assert_one_error_line(capsys.readouterr().err, "argument --seeds: invalid int value: 'x'")
+    assert run("--from-runs") == 1
+    _assert_one_error_line(capsys.readouterr().err, "no finished run (runs/<id>/final.json) under")
+    assert list(tmp_path.iterdir()) == []
+    from experiments import detection_backbones
+
+    assert cli.run(lambda a: ablation.main(detection_backbones.ABLATION, a),
+                   ["--smoke", "--out", str(tmp_path), "--set", "embedded_detection_max_objects=9"]) == 1
+    _assert_one_error_line(capsys.readouterr().err, "config.embedded_detection_max_objects=9 exceeds the 8 object slots")
     assert list(tmp_path.iterdir()) == []
 
 

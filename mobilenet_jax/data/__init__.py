@@ -33,7 +33,9 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
         from mobilenet_jax.data import embedded_detection as det
 
         classes = tuple(config.embedded_detection_classes) or None
-        kw = dict(max_boxes=8 if config.max_boxes < 0 else config.max_boxes, classes=classes)
+        low, high = config.embedded_detection_object_size
+        kw = dict(max_boxes=8 if config.max_boxes < 0 else config.max_boxes, classes=classes,
+                  max_objects=config.embedded_detection_max_objects, min_size=low, max_size=high)
         train = det.make_split("train", config.embedded_num_train, config.image_size, config.seed, **kw)
         evals = det.make_split("eval", config.embedded_num_eval, config.image_size, config.seed, **kw)
         info = DatasetInfo("embedded_detection", config.embedded_num_train, config.embedded_num_eval,

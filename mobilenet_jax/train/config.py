@@ -51,6 +51,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.synthetic_num_classes = 1000
     c.max_boxes = -1  # detection: object slots per image; -1 = the data set's (8 embedded, 100 COCO)
     c.embedded_detection_classes = ()  # indices into the embedded shapes; () = all ten
+    c.embedded_detection_max_objects = 4  # 1..max objects drawn per image (<= max_boxes)
+    c.embedded_detection_object_size = (0.15, 0.4)  # (min, max) half-extent of a shape, of the image
     c.num_classes = -1  # -1 = the data set's number of classes
     # Batch and durations.
     c.batch_size = 128  # global batch over all devices of all processes
@@ -142,6 +144,7 @@ _INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
     "embedded_num_eval": (1, None),
     "synthetic_num_classes": (2, None),
     "max_boxes": (1, (-1, "the data set's")),
+    "embedded_detection_max_objects": (1, None),
     "shuffle_buffer": (1, None),
     "prefetch": (0, None),
     "keep_checkpoints": (1, None),
@@ -240,6 +243,8 @@ def validate_config(
                 f"config.{key}={value} must be a positive multiple of the number of devices "
                 f"({num_devices} local x {process_count} process(es) = {total})"
             )
+    if config.dataset == "embedded_detection":
+        _check_embedded_detection(config)
     if config.num_train_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("set config.num_epochs > 0 or config.num_train_steps >= 0")
     if config.lr_schedule == "exponential" and not (
@@ -251,6 +256,24 @@ def validate_config(
         )
     if config.distributed.initialize not in ("auto", "true", "false"):
         raise ConfigError("config.distributed.initialize must be 'auto', 'true' or 'false'")
+
+
+def _check_embedded_detection(config: ml_collections.ConfigDict) -> None:
+    """The embedded detection set's knobs (data/embedded_detection.make_split), named by key."""
+    from mobilenet_jax.data.embedded import NUM_CLASSES
+
+    classes = tuple(config.embedded_detection_classes)
+    if len(set(classes)) != len(classes) or not set(classes) <= set(range(NUM_CLASSES)):
+        raise ConfigError(f"config.embedded_detection_classes={classes} must be distinct indices "
+                          f"0..{NUM_CLASSES - 1} into the embedded shapes (or () for all ten)")
+    slots = 8 if config.max_boxes < 0 else config.max_boxes
+    if config.embedded_detection_max_objects > slots:
+        raise ConfigError(f"config.embedded_detection_max_objects={config.embedded_detection_max_objects} "
+                          f"exceeds the {slots} object slots per image (config.max_boxes)")
+    size = tuple(config.embedded_detection_object_size)
+    if len(size) != 2 or not all(isinstance(v, (int, float)) for v in size) or not 0 < size[0] <= size[1] < 1:
+        raise ConfigError(f"config.embedded_detection_object_size={size} must be (min, max) "
+                          "with 0 < min <= max < 1 (half-extents, as fractions of the image)")
 
 
 def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
