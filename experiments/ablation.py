@@ -69,6 +69,11 @@ class Ablation:
     # (V1's grid: the paper's widths and resolutions).
     full_scale_variants: Mapping[str, Mapping[str, Any]] | None = None
     full_scale_claims: Sequence[common.Claim] | None = None
+    # The base trainer config, and the eval metric the claims are about (the trainer's metrics.jsonl
+    # key: eval_accuracy for classification, eval_AP / eval_AP50 for detection) with its name in prose.
+    config: Path = EMBEDDED_CONFIG
+    metric: str = "eval_accuracy"
+    metric_label: str = "eval accuracy"
 
     @property
     def expect(self) -> list[tuple[str, str]]:
@@ -150,6 +155,10 @@ def _plateau_text(step: int | None, last: int) -> str:
     return "not flat" if step is None else f"{step}"
 
 
+def _is_accuracy(ab: Ablation) -> bool:
+    return ab.metric == "eval_accuracy"
+
+
 def report_sections(
     ab: Ablation,
     stats: Mapping[str, common.GroupStats],
@@ -164,7 +173,8 @@ def report_sections(
         runs = sorted((r for r in results if r.group == g), key=lambda r: r.seed)
         ci = common.mean_ci(s.finals)
         n_eval = _num_eval(configs[g], runs[0])
-        binom = f"{100 * common.binomial_se(s.final_mean, n_eval):.2f} (N={n_eval})" if n_eval else "–"
+        binom = (f"{100 * common.binomial_se(s.final_mean, n_eval):.2f} (N={n_eval})"
+                 if n_eval and _is_accuracy(ab) else "–")
         plateaus = [common.plateau_step(r.curve) for r in runs]
         all_flat &= all(p is not None for p in plateaus)
         ci_text = (f"{100 * ci.mean:.2f} [{100 * ci.lo:.2f}, {100 * ci.hi:.2f}]" if ci.n > 1
@@ -173,14 +183,17 @@ def report_sections(
                      f"{100 * s.final_std:.2f}", binom, f"{100 * s.speeds.mean():.2f}",
                      " ".join(_plateau_text(p, int(r.curve.steps[-1])) for p, r in zip(plateaus, runs)),
                      " ".join(map(str, s.seeds))])
-    table = common.markdown_table(
-        ["variant", "differs in", "final eval accuracy (%), mean [95% t CI]", "seed s.d.", "eval-set binomial s.e.",
-         "mean over the run (%)", "plateau step per seed", "seeds"], rows)
+    headers = ["variant", "differs in", f"final {ab.metric_label} (%), mean [95% t CI]", "seed s.d.",
+               "eval-set binomial s.e.", "mean over the run (%)", "plateau step per seed", "seeds"]
+    if not _is_accuracy(ab):  # a binomial standard error is an accuracy's; AP is no proportion
+        headers, rows = headers[:4] + headers[5:], [r[:4] + r[5:] for r in rows]
+        headers = [h.replace("(%)", "(x100)") for h in headers]
+    table = common.markdown_table(headers, rows)
     rule = (f"Plateau rule (declared before the runs): a run has plateaued at eval step s when the next "
-            f"evals (at least {common.PLATEAU_EVALS} of them) never improve on the best accuracy so far by "
+            f"evals (at least {common.PLATEAU_EVALS} of them) never improve on the best {ab.metric_label} so far by "
             f"{100 * common.PLATEAU_DELTA:.0f} point or more; \"not flat\" = no such step (still rising at the end, or "
             f"too few evals to tell).")
-    return [("Final accuracy", table + "\n\n" + rule)], rule, all_flat
+    return [(f"Final {ab.metric_label}", table + "\n\n" + rule)], rule, all_flat
 
 
 def verdict_table(verdicts: Sequence[common.Verdict], labels: Mapping[str, str] | None = None) -> str:
@@ -206,7 +219,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
                     f"--set num_epochs=... Interrupted sweeps resume: finished runs (runs/<id>/final.json) are skipped; "
                     f"--from-runs rewrites the report from the stored runs without training.")
     common.add_sweep_args(parser, ab.default_seeds)
-    parser.add_argument("--config", type=Path, default=EMBEDDED_CONFIG, help="base trainer config file (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=ab.config, help="base trainer config file (default: %(default)s)")
     parser.add_argument("--dataset", default=None, help="override config.dataset (embedded, cifar10, imagenet2012, ...)")
     parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
                         help="embedded-data scale: cpu (the default, stated runtime) or gpu (larger; see GPU_OVERRIDES)")
@@ -217,7 +230,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
                         help="a few steps on a few images, one seed, the paper's headline pair of variants (tests)")
     args = parser.parse_args(argv)
 
-    cpu_scale = args.config == EMBEDDED_CONFIG and args.dataset in (None, "embedded")
+    cpu_scale = args.config == ab.config and args.dataset in (None, "embedded", "embedded_detection")
     overrides: dict[str, Any] = {**CPU_OVERRIDES, **ab.cpu_overrides} if cpu_scale else {}
     if cpu_scale and args.scale == "gpu":
         overrides.update({**GPU_OVERRIDES, **ab.gpu_overrides})
@@ -234,11 +247,12 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
     # every config is built (and a bad --set refused) before anything is written
     configs = None if args.from_runs else build_configs(ab, args.config, overrides)
     suffix = "_smoke" if args.smoke else "_gpu" if (cpu_scale and args.scale == "gpu") else ""
+    if args.from_runs:  # read first: a mistyped --out creates no folder
+        results = common.load_runs(common.experiment_path(ab.name + suffix, args.out))
     exp_dir = common.experiment_dir(ab.name + suffix, args.out)
 
     start = time.perf_counter()
     if args.from_runs:
-        results = common.load_runs(exp_dir)
         present = list(dict.fromkeys(r.group for r in results))
         order = [g for g in ab.variants if g in present] + [g for g in present if g not in ab.variants]
         from mobilenet_jax.train import load_config
@@ -249,17 +263,21 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
             configs[g].update(stored["config"])
     else:
         order = list(ab.variants)
-        results = common.run_sweep(common.with_seeds(configs, seeds), train_run, exp_dir, rerun=args.rerun)
+        results = common.run_sweep(common.with_seeds(configs, seeds), train_run, exp_dir, metric=ab.metric,
+                                   rerun=args.rerun)
     stats = common.aggregate(results, order)
     seeds_run = sorted({r.seed for r in results})
-    common.write_csv(exp_dir / "curves.csv", common.curves_rows(results))
-    common.write_csv(exp_dir / "summary.csv", common.summary_rows(stats))
-    common.plot_curves(stats, exp_dir / "accuracy_vs_steps.png", title=ab.title, labels=ab.labels)
+    common.write_csv(exp_dir / "curves.csv", common.curves_rows(results, ab.metric))
+    common.write_csv(exp_dir / "summary.csv", common.summary_rows(stats, ab.metric))
+    curve_png = "accuracy_vs_steps.png" if _is_accuracy(ab) else f"{ab.metric}_vs_steps.png"
+    common.plot_curves(stats, exp_dir / curve_png, title=ab.title, labels=ab.labels,
+                       ylabel="eval top-1 accuracy (%)" if _is_accuracy(ab) else f"{ab.metric_label} (x100)")
     head, verdicts = verdict(stats, ab.claims)
     common.write_json(exp_dir / "verdicts.json", verdict_records(verdicts))
-    figures = [("Eval accuracy against training step: mean over seeds, band = min–max.", "accuracy_vs_steps.png")]
+    figures = [(f"{ab.metric_label[:1].upper() + ab.metric_label[1:]} against training step: mean over seeds, "
+                f"band = min–max.", curve_png)]
     sections, rule, all_flat = report_sections(ab, stats, results, configs)
-    sections = [("Verdicts", verdict_table(verdicts) + "\n\n" + _VERDICT_RULE)] + sections
+    sections = [("Verdicts", verdict_table(verdicts) + "\n\n" + _VERDICT_RULE.format(metric=ab.metric_label))] + sections
     if ab.extra is not None:
         more_figures, more_sections = ab.extra(stats, configs, exp_dir)
         figures += more_figures
@@ -288,8 +306,9 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         caveats.append("Some runs were still rising at their last eval (see the plateau column): their gaps measure "
                        "how fast each variant learns at this step count as much as where it converges.")
     if cpu_scale:
-        caveats.append("This is the embedded shapes data set at CPU scale, not ImageNet: the paper's ImageNet gaps "
-                       "need not carry over, so a size that differs from the paper's is a finding about this scale.")
+        paper_data = "ImageNet" if _is_accuracy(ab) else "COCO"
+        caveats.append(f"This is the embedded shapes data set at CPU scale, not {paper_data}: the paper's {paper_data} "
+                       "gaps need not carry over, so a size that differs from the paper's is a finding about this scale.")
     outcome = f"**{head[:1].upper() + head[1:]}.** " + " ".join(v.line() for v in verdicts)
     argv_text = " ".join(argv) if argv is not None else ""
     command = f"python -m experiments.{ab.name}" + (f" {argv_text}" if argv_text else "")
@@ -307,7 +326,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
 
 _VERDICT_RULE = (
     "Rule (the same for every experiment, fixed before the runs): each claim is judged once, on its declared metric "
-    "(final eval accuracy unless the row says *speed*, the mean of the eval curve). The gap better − worse is paired "
+    "(the final {metric} unless the row says *speed*, the mean of the eval curve). The gap better − worse is paired "
     "by seed; **agrees** when its whole 95% t interval is above 0, **disagrees** when wholly below 0, "
     "**inconclusive** otherwise. *Size vs paper*: consistent when the paper's gap lies in (overlaps) an interval that "
     "excludes 0, larger/smaller when the interval lies wholly above/below it, not resolved when the interval holds "

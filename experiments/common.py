@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mobilenet_jax import paths
+from mobilenet_jax.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
@@ -39,10 +40,15 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 # ----------------------------------------------------------------------------------------------
 
 
-def experiment_dir(name: str, root: str | Path | None = None) -> Path:
+def experiment_path(name: str, root: str | Path | None = None) -> Path:
     """``<root>/<name>`` (root defaults to the repository's ``results/``; a bucket URI works
-    too, see mobilenet_jax/paths.py), created if missing and proven writable."""
-    return paths.writable_dir(paths.resolve(root if root is not None else RESULTS_ROOT, "--out") / name, "--out")
+    too, see mobilenet_jax/paths.py), not created."""
+    return paths.resolve(root if root is not None else RESULTS_ROOT, "--out") / name
+
+
+def experiment_dir(name: str, root: str | Path | None = None) -> Path:
+    """:func:`experiment_path`, created if missing and proven writable."""
+    return paths.writable_dir(experiment_path(name, root), "--out")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -248,7 +254,8 @@ def load_runs(exp_dir: str | Path) -> list[RunResult]:
     report can be rebuilt from them without training."""
     finals = sorted((Path(exp_dir) / "runs").glob("*/final.json"))
     if not finals:
-        raise FileNotFoundError(f"no finished run (runs/<id>/final.json) under {exp_dir}")
+        raise UserError(f"no finished run (runs/<id>/final.json) under {exp_dir}: nothing to rebuild the report "
+                        "from; run the experiment without --from-runs (or pass the --out it used)")
     return [_result_from_final(read_json(f), resumed=True) for f in finals]
 
 
@@ -479,6 +486,7 @@ class Claim:
     paper_gap: tuple[float, float] | None = None
     source: str = ""
     metric: str = "final"
+    quantity: str = "accuracy"  # what the points are points of (e.g. "COCO AP" for a detector)
 
     def __post_init__(self) -> None:
         if self.metric not in ("final", "speed"):
@@ -512,7 +520,8 @@ class Verdict:
     size: str
 
     def line(self) -> str:
-        c, unit = self.claim, ("pts of final accuracy" if self.claim.metric == "final" else "pts of mean accuracy over the run")
+        c = self.claim
+        unit = f"pts of final {c.quantity}" if c.metric == "final" else f"pts of mean {c.quantity} over the run"
         text = (f"{c.name}: gap {self.gap.fmt()} {unit} (paired by seed, 95% t interval, n={self.gap.n}) → "
                 f"**{self.outcome}**")
         if c.paper_gap is not None:
