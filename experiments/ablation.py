@@ -200,12 +200,12 @@ def verdict_table(verdicts: Sequence[common.Verdict], labels: Mapping[str, str] 
     return common.markdown_table(
         ["claim (paper: better > worse)", "metric", "measured gap (pts) [95% t CI]", "paper's gap (pts)", "verdict",
          "size vs paper"],
-        [[v.claim.name, v.claim.metric, v.gap.fmt(), v.claim.paper_text(), v.outcome, v.size] for v in verdicts])
+        [[v.claim.name, v.claim.metric + ("" if v.claim.quantity == "accuracy" else f" ({v.claim.quantity})"), v.gap.fmt(), v.claim.paper_text(), v.outcome, v.size] for v in verdicts])
 
 
 def verdict_records(verdicts: Sequence[common.Verdict]) -> list[dict[str, Any]]:
     """``verdicts.json``: what results/README.md's table is built from."""
-    return [{"claim": v.claim.name, "metric": v.claim.metric, "gap": v.gap.mean, "lo": v.gap.lo, "hi": v.gap.hi,
+    return [{"claim": v.claim.name, "metric": v.claim.metric, "quantity": v.claim.quantity, "gap": v.gap.mean, "lo": v.gap.lo, "hi": v.gap.hi,
              "n": v.gap.n, "paper_gap": v.claim.paper_text(), "outcome": v.outcome, "size": v.size}
             for v in verdicts]
 

@@ -41,7 +41,9 @@ def _claim_rows(name: str, link: str, verdicts_path: Path) -> list[list[str]]:
     rows = []
     for v in common.read_json(verdicts_path):
         interval = common.Interval(v["gap"], float(v["lo"]), float(v["hi"]), v["n"])
-        rows.append([link, v["claim"], v["metric"], interval.fmt(), str(v["n"]), v["paper_gap"], f"**{v['outcome']}**",
+        quantity = v.get("quantity", "accuracy")
+        metric = v["metric"] if quantity == "accuracy" else f"{v['metric']} ({quantity})"
+        rows.append([link, v["claim"], metric, interval.fmt(), str(v["n"]), v["paper_gap"], f"**{v['outcome']}**",
                      v["size"]])
     return rows
 
@@ -72,8 +74,8 @@ def gather(root: str | Path) -> str:
     )
     if claims:
         head += (
-            "\n\n## Every claim\n\nGap = better − worse in points of eval accuracy (final, or the mean over the run "
-            "where the metric is *speed*), paired by seed, with its 95% t interval; a verdict is **agrees** / "
+            "\n\n## Every claim\n\nGap = better − worse in points of eval accuracy (or of the quantity the metric "
+            "column names, e.g. COCO AP; final, or the mean over the run where the metric is *speed*), paired by seed, with its 95% t interval; a verdict is **agrees** / "
             "**disagrees** only when the whole interval lies above / below 0. *Size*: the interval against the paper's "
             "gap (not resolved = the interval holds both 0 and the paper's gap).\n\n"
             + common.markdown_table(["experiment", "claim", "metric", "gap (pts) [95% CI]", "seeds", "paper's gap (pts)",

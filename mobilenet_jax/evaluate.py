@@ -1,5 +1,5 @@
 """Evaluates a trainer checkpoint (a converted Keras network or a trained run) on a tfds
-data set, exactly over the whole split:
+data set, exactly over the whole split (a detector: COCO AP through pycocotools, see below):
 
     python -m mobilenet_jax.evaluate --checkpoint DIR --dataset imagenet2012 [--data-dir D]
         [--batch-size B] [--image-size S] [--dtype float32|bfloat16] [--step N] [--best]
@@ -11,6 +11,10 @@ trainer's: the network from the config (`build_model`), the tfds evaluation pipe
 the last partial batch padded and masked) and the pmapped eval step with its exact sums.
 The resolution S is the checkpoint's `image_size`: each family's own (224; Xception 299)
 for converted Keras networks. Prints one JSON line with top-1, top-5 and the example count.
+
+A detector's workdir (model `ssdlite`) is evaluated on its own data set by default
+(`embedded_detection`, or `--dataset coco/2017`) with the trainer's detection task: fixed-size
+NMS on the devices, COCO AP, AP50, AP75, per-size AP and AR@100 from pycocotools on the host.
 """
 from __future__ import annotations
 
@@ -94,13 +98,15 @@ def restore_variables(workdir: paths.PathLike, model: Any, image_size: int, step
 
 
 def evaluate_checkpoint(
-    workdir: paths.PathLike, dataset: str = "imagenet2012", *, data_dir: str = "", split: str = "",
+    workdir: paths.PathLike, dataset: str = "", *, data_dir: str = "", split: str = "",
     batch_size: Optional[int] = None, image_size: Optional[int] = None,
     dtype: Optional[str] = None, num_devices: int = -1, step: Optional[int] = None,
     best: bool = False,
 ) -> dict[str, Any]:
     """Exact evaluation of a workdir's checkpoint: {"top1", "top5", "loss", "num_examples",
-    "step", "image_size", ...}."""
+    "step", "image_size", ...} for a classifier (`dataset` default imagenet2012); COCO's
+    {"AP", "AP50", "AP75", "AP_small", ..., "AR100", "step", ...} for a detector (default: the
+    data set it was trained on)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
     from mobilenet_jax.data.pipeline import device_mesh, host_layout
@@ -108,6 +114,8 @@ def evaluate_checkpoint(
     from mobilenet_jax.train.loop import build_model, evaluate
     from mobilenet_jax.train.state import TrainState
     from mobilenet_jax.train.steps import make_eval_step, pmap_eval_step
+
+    from mobilenet_jax.train.config import DETECTION_DATASETS, DETECTION_MODELS
 
     config = load_workdir_config(workdir)
     if dtype:
@@ -120,6 +128,17 @@ def evaluate_checkpoint(
             f"--batch-size {batch} must be a multiple of the device count "
             f"({layout.local_devices} x {layout.process_count} processes)"
         )
+    detector = config.model in DETECTION_MODELS
+    dataset = dataset or (config.dataset if detector else "imagenet2012")
+    if detector and dataset not in DETECTION_DATASETS:
+        raise EvaluationError(f"{workdir} holds a detector ({config.model}): --dataset {dataset} is not a "
+                              f"detection data set; use one of {list(DETECTION_DATASETS)}")
+    if not detector and dataset in DETECTION_DATASETS:
+        raise EvaluationError(f"{workdir} holds a classifier ({config.model}): --dataset {dataset} is a "
+                              "detection data set; use a classification one (imagenet2012, cifar10, ...)")
+    if detector:
+        return _evaluate_detector(config, workdir, dataset, data_dir=data_dir, split=split, batch=batch,
+                                  size=size, layout=layout, step=step, best=best)
     num_classes = config.num_classes if config.num_classes > 0 else -1
     data = TfdsDataset(
         dataset, image_size=size, batch_size=batch, eval_batch_size=batch, seed=0,
@@ -142,10 +161,38 @@ def evaluate_checkpoint(
     }
 
 
+def _evaluate_detector(config, workdir, dataset: str, *, data_dir: str, split: str, batch: int, size: int,
+                       layout, step: Optional[int], best: bool) -> dict[str, Any]:
+    """COCO metrics of a detector's checkpoint, through the trainer's detection task and the
+    data set's own evaluation pipeline (the config's, with the command line's overrides)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from mobilenet_jax.data import build_dataset
+    from mobilenet_jax.data.pipeline import device_mesh
+    from mobilenet_jax.train.loop import build_model
+    from mobilenet_jax.train.state import TrainState
+    from mobilenet_jax.train.tasks import DetectionTrainerTask
+
+    config.dataset, config.image_size = dataset, size
+    config.batch_size = config.eval_batch_size = batch
+    config.data_dir = data_dir or config.data_dir
+    config.eval_split = split or config.eval_split
+    data = build_dataset(config, layout)
+    model = build_model(config, data.info.num_classes)
+    step, variables = restore_variables(workdir, model, size, step=step, best=best)
+    state = TrainState(step=jnp.asarray(step, jnp.int32), params=variables["params"],
+                       batch_stats=variables["batch_stats"], opt_state=None, ema_params=None)
+    state = jax.device_put(state, NamedSharding(device_mesh(layout.local_devices), PartitionSpec()))
+    metrics = DetectionTrainerTask(model, size).evaluate(state, data, layout.local_devices, 2)
+    return {**metrics, "dataset": dataset, "split": split or "default eval split", "model": config.model,
+            "model_kwargs": config.model_kwargs.to_dict(), "image_size": size, "dtype": config.dtype, "step": step}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m mobilenet_jax.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a trainer / converter workdir")
-    parser.add_argument("--dataset", default="imagenet2012")
+    parser.add_argument("--dataset", default="",
+                        help="default: imagenet2012 for a classifier, the run's own data set for a detector")
     parser.add_argument("--data-dir", default="", help="tfds data_dir (default: tfds's)")
     parser.add_argument("--split", default="", help="default: the data set's evaluation split")
     parser.add_argument("--batch-size", type=int, default=None, help="global; default 32 per device")

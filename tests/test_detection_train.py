@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from tests._train_helpers import assert_trees_close_to_scale
 from mobilenet_jax.data.embedded_detection import make_split
@@ -61,26 +62,32 @@ def test_config_pairs_detection_data_with_a_detector():
 def test_trainer_trains_a_detector_to_a_measured_ap50(tmp_path):
     """Through the one trainer (checkpoints, eval, metrics): SSDLite-MobileNetV1-0.25 at
     64x64, 100 Adam steps of 32 images of an easy embedded set (3 shapes, 1-2 large objects
-    per image). AP50 measured 0.025 (AP 0.005; untrained: ~1e-4); the test asks for 0.01. SSD learns slowly at 64x64: C4 is a 4x4 grid, so most
+    per image), the data set built from the config. AP50 measured 0.025 (AP 0.005; untrained:
+    ~1e-4); the test asks for 0.01. SSD learns slowly at 64x64: C4 is a 4x4 grid, so most
     objects are matched only through their forced best anchor (loss 12 -> ~6 here)."""
-    from mobilenet_jax.data import ArrayDataset, DatasetInfo, HostLayout
     from mobilenet_jax.train import load_config, train_and_evaluate
 
-    kw = dict(classes=(0, 2, 6), max_objects=2, min_size=0.3, max_size=0.5)
-    train, evals = make_split("train", 2048, SIZE, **kw), make_split("eval", 128, SIZE, **kw)
     config = load_config("configs/detection_embedded.py", {
         "num_train_steps": 100, "num_devices": 1, "eval_every_steps": 0,
         "checkpoint_every_steps": 0, "progress_bar": False, "tensorboard": False,
         "embedded_num_train": 2048, "embedded_num_eval": 128, "eval_batch_size": 64,
-        "log_every_steps": 10})
-    info = DatasetInfo("embedded_detection", 2048, 128, 3, SIZE)
-    data = ArrayDataset(info, train, evals, batch_size=32, eval_batch_size=64, seed=0,
-                        layout=HostLayout(0, 1, 1))
-    result = train_and_evaluate(config, str(tmp_path), dataset=data)
+        "embedded_detection_classes": (0, 2, 6), "embedded_detection_max_objects": 2,
+        "embedded_detection_object_size": (0.3, 0.5), "log_every_steps": 10})
+    result = train_and_evaluate(config, str(tmp_path))
     print(f"AP50 {result['eval_AP50']:.4f} AP {result['eval_AP']:.4f}")
     assert result["step"] == 100 and result["train_loss"] < 0.6 * read_train_loss(tmp_path)
     assert result["eval_AP50"] >= 0.01, result
     assert (tmp_path / "best").is_dir() and (tmp_path / "checkpoints").is_dir()
+    # The evaluation command on the run's workdir: the same COCO numbers from its final checkpoint
+    # (on 8 devices, another batch size), and a classification data set refused in one line.
+    from mobilenet_jax import evaluate
+
+    again = evaluate.evaluate_checkpoint(str(tmp_path), batch_size=16)
+    assert again["step"] == 100 and again["dataset"] == "embedded_detection"
+    for k in ("AP", "AP50", "AP75"):
+        assert abs(again[k] - result[f"eval_{k}"]) < 1e-4, (k, again[k], result[f"eval_{k}"])
+    with pytest.raises(evaluate.EvaluationError, match="holds a detector"):
+        evaluate.evaluate_checkpoint(str(tmp_path), "imagenet2012")
 
 
 def read_train_loss(workdir) -> float:
