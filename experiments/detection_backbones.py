@@ -66,9 +66,8 @@ def sizes_and_predictions(stats: Mapping[str, common.GroupStats], configs: Mappi
             "without BatchNorm's moving statistics (the convention of the paper's counts, which "
             "`python -m mobilenet_jax.summary` also lists). V2: the V3 paper repeats V2 Table 6's 4.3M, counted for "
             "COCO's 80 classes, where this SSDLite-V2 counts 4.29M and 0.789B (tests/test_detection_sizes.py checks "
-            "it against a formula built on Keras's MobileNetV2); at 90 classes it is 4.45M. V1 counts 2% above the "
-            "paper's 5.1M with multiply-adds within 2% of its 1.3B: the paper does not say which V1 SSDLite it "
-            "counted. The AP columns are this run's final COCO AP@[.5:.95] and AP50 on the embedded set, not COCO.")
+            "it against a formula built on Keras's MobileNetV2); at 90 classes it is 4.45M. V1 counts 5.21M and 1.32B at 90 "
+            "classes, 5.06M and 1.31B at 80: the paper's 5.1M fits 80 classes, like V2's row. The AP columns are this run's final COCO AP@[.5:.95] and AP50 on the embedded set, not COCO.")
     figures, missing = [], []
     path = exp_dir / "predictions.png"
     try:
