@@ -115,9 +115,15 @@ def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any])
 
 def train_run(config: Any, workdir: Path) -> dict[str, Any]:
     """``run_fn`` for :func:`common.run_sweep`: the one trainer, final metrics without the state."""
+    import jax
+
     from mobilenet_jax.train import train_and_evaluate
 
     result = train_and_evaluate(config, str(workdir))
+    # Each run compiles its own steps; kept alive, a 25-run sweep's executables exhausted the
+    # process's memory maps (LLVM "Cannot allocate memory" at run 24). The persistent
+    # compilation cache makes the next run's compile a cache read.
+    jax.clear_caches()
     return {k: v for k, v in result.items() if k != "state" and isinstance(v, (int, float, str, bool))}
 
 
