@@ -204,7 +204,7 @@ def report_sections(
 
 def verdict_table(verdicts: Sequence[common.Verdict], labels: Mapping[str, str] | None = None) -> str:
     return common.markdown_table(
-        ["claim (paper: better > worse)", "metric", "measured gap (pts) [95% t CI]", "paper's gap (pts)", "verdict",
+        ["claim (paper: better > worse, or a = b)", "metric", "measured gap (pts) [95% t CI]", "paper's gap (pts)", "verdict",
          "size vs paper"],
         [[v.claim.name, v.claim.metric + ("" if v.claim.quantity == "accuracy" else f" ({v.claim.quantity})"), v.gap.fmt(), v.claim.paper_text(), v.outcome, v.size] for v in verdicts])
 
@@ -334,6 +334,8 @@ _VERDICT_RULE = (
     "Rule (the same for every experiment, fixed before the runs): each claim is judged once, on its declared metric "
     "(the final {metric} unless the row says *speed*, the mean of the eval curve). The gap better − worse is paired "
     "by seed; **agrees** when its whole 95% t interval is above 0, **disagrees** when wholly below 0, "
-    "**inconclusive** otherwise. *Size vs paper*: consistent when the paper's gap lies in (overlaps) an interval that "
+    "**inconclusive** otherwise. A claim written *a = b* is the paper's \"no difference\" (its gap about 0): it "
+    "**disagrees** when the interval excludes 0 and is otherwise **inconclusive**, never *agrees* (an interval "
+    "cannot show the absence of a difference without a margin declared for it). *Size vs paper*: consistent when the paper's gap lies in (overlaps) an interval that "
     "excludes 0, larger/smaller when the interval lies wholly above/below it, not resolved when the interval holds "
     "both 0 and the paper's gap.")

@@ -487,16 +487,22 @@ class Claim:
     source: str = ""
     metric: str = "final"
     quantity: str = "accuracy"  # what the points are points of (e.g. "COCO AP" for a detector)
+    # ">": the paper orders the two; "=": the paper says they are the same (its gap ~0: "no loss",
+    # "near identical"). An equality claim is never "agrees" (an interval cannot show that there is
+    # no difference without a margin declared for it): disagrees when its interval excludes 0.
+    relation: str = ">"
 
     def __post_init__(self) -> None:
         if self.metric not in ("final", "speed"):
             raise ValueError(f"Claim.metric must be 'final' or 'speed', got {self.metric!r}")
+        if self.relation not in (">", "="):
+            raise ValueError(f"Claim.relation must be '>' or '=', got {self.relation!r}")
         if self.paper_gap is not None and self.paper_gap[0] > self.paper_gap[1]:
             raise ValueError(f"Claim.paper_gap must be (low, high), got {self.paper_gap}")
 
     @property
     def name(self) -> str:
-        return f"{self.better} > {self.worse}" + (" (speed)" if self.metric == "speed" else "")
+        return f"{self.better} {self.relation} {self.worse}" + (" (speed)" if self.metric == "speed" else "")
 
     def paper_text(self) -> str:
         if self.paper_gap is None:
@@ -534,10 +540,14 @@ class Verdict:
 def decide(stats: Mapping[str, GroupStats], claim: Claim) -> Verdict:
     """The one verdict rule. Decided once, on the claim's declared metric: agrees when the whole 95%
     interval of the paired gap is above 0, disagrees when it is below 0, inconclusive otherwise (or with
-    fewer than two paired seeds). No second try on another metric."""
+    fewer than two paired seeds). An equality claim ("="): disagrees when the interval excludes 0,
+    inconclusive otherwise, and its size is consistent when the interval holds the paper's gap. No
+    second try on another metric."""
     g = paired_gap(stats[claim.better], stats[claim.worse], metric=claim.metric)
     if not math.isfinite(g.half_width):
         outcome = "inconclusive"
+    elif claim.relation == "=":
+        outcome = "disagrees" if (g.lo > 0 or g.hi < 0) else "inconclusive"
     else:
         outcome = "agrees" if g.lo > 0 else "disagrees" if g.hi < 0 else "inconclusive"
     if claim.paper_gap is None or not math.isfinite(g.half_width):
@@ -545,7 +555,7 @@ def decide(stats: Mapping[str, GroupStats], claim: Claim) -> Verdict:
     else:
         lo, hi = (x / 100.0 for x in claim.paper_gap)
         size = ("larger than the paper's" if g.lo > hi else "smaller than the paper's" if g.hi < lo
-                else "consistent" if outcome != "inconclusive" else "not resolved")
+                else "consistent" if outcome != "inconclusive" or claim.relation == "=" else "not resolved")
     return Verdict(claim, g, outcome, size)
 
 

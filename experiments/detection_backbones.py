@@ -36,9 +36,9 @@ PAPER = {g: dict(params=p, madds=m, map=a) for g, _, _, p, m, a in BACKBONES}
 COCO_CLASSES = 90  # V3 Table 6 (the TF API's label map); the V2 paper's row is checked at 80 in the tests
 
 
-def _claim(better: str, worse: str, source: str) -> common.Claim:
+def _claim(better: str, worse: str, source: str, relation: str = ">") -> common.Claim:
     return common.Claim(better, worse, (round(PAPER[better]["map"] - PAPER[worse]["map"], 1),) * 2, source,
-                        quantity="COCO AP")
+                        quantity="COCO AP", relation=relation)
 
 
 def sizes_and_predictions(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any], exp_dir: Path):
@@ -164,9 +164,12 @@ ABLATION = Ablation(
     # Declared before the runs, in this order (the first pair is the --smoke pair). Metric: final COCO
     # AP@[.5:.95] on the embedded eval set (the paper's metric, pycocotools). V1 > V2 first: the
     # cheapest pair to compile is the smoke test's.
-    claims=[_claim("v1", "v2", "Table 6"),
-            _claim("v2", "v3-large", "Table 6"),
-            _claim("v3-large", "v3-large-half", "Table 6: no loss"),
+    # The paper's three "same mAP" statements are equality claims (a = b, see the verdict rule): the
+    # limits below said so before the runs; the committed run first recorded them as orderings with
+    # gaps +0.1 / +0.1 / 0.0, which labelled the halved tail's measured loss 'agrees'.
+    claims=[_claim("v1", "v2", "Table 6: 22.2 vs 22.1", "="),
+            _claim("v2", "v3-large", "Table 6, Sec. 6.3: near identical mAP", "="),
+            _claim("v3-large", "v3-large-half", "Table 6: no loss", "="),
             _claim("v3-large", "v3-small", "Table 6")],
     cpu_overrides={"model_kwargs.width": 0.35, "num_train_steps": 600, "eval_every_steps": 150,
                    "embedded_num_train": 2048, "embedded_num_eval": 256, "eval_batch_size": 64,
@@ -176,14 +179,19 @@ ABLATION = Ablation(
                    "embedded_num_train": 20_000, "embedded_num_eval": 2000, "image_size": 128,
                    "embedded_detection_classes": (), "embedded_detection_max_objects": 4,
                    "embedded_detection_object_size": (0.15, 0.4)},
-    runtime="about 75 minutes on 2 CPU cores (5 backbones x 5 seeds x 600 steps of batch 32 at 64x64)",
+    runtime=("about 40-50 minutes on 2 CPU cores (5 backbones x 5 seeds x 600 steps of batch 32 at 64x64; "
+             "measured: 51-129 s a run, 38.6 min in all, warm compilation cache after each backbone's first seed)"),
     limits=(
         "Table 6 is COCO at 320x320 after 100k+ steps; this is width 0.35 at 64x64 on three of the embedded "
         "shapes with 1-2 large objects per image, 600 Adam steps. The C4 map is 4x4 and C5 2x2 at 64x64, so "
         "the detector resolves large objects only, and the ranking here is of how well each backbone learns to "
-        "detect in a short run on an easy set. For the 'no loss' claim (halved tail, paper gap 0.0) an "
-        "'inconclusive' verdict is what agreement with the paper looks like; the interval's width bounds the loss "
-        "this run could have missed."),
+        "detect in a short run on an easy set. For the paper's 'same mAP' claims (V1 = V2 = V3-Large, and the "
+        "halved tail's 'no loss') an 'inconclusive' verdict is what agreement with the paper looks like; the "
+        "interval's width bounds the difference this run could have missed. In the committed sweep (5 seeds) "
+        "the order is V3-Small > V3-Large > halved tail > V2 > V1 at 600 steps, the reverse of the networks' sizes, "
+        "and all but V1 were still rising: at this budget the smaller backbones learn to detect faster, which is "
+        "not what Table 6 measures (converged COCO mAP). The plateau rule's 1-point step is coarse for AP values of "
+        "1-5 points: V1's 'flat at 150' means it never gained a whole point after step 150."),
     labels={g: label for g, label, *_ in BACKBONES},
     extra=sizes_and_predictions,
     config=DETECTION_CONFIG,

@@ -63,6 +63,25 @@ def test_verdict_says_when_the_size_differs_from_the_papers():
     assert "size larger than the paper's" in common.decide(stats, common.Claim("linear", "relu6", (1.0, 2.0))).line()
 
 
+def test_an_equality_claim_never_agrees_and_disagrees_on_a_real_difference():
+    """The paper's "no loss" (gap 0): a measured loss is a disagreement, whichever its sign, and an
+    interval holding 0 stays inconclusive (with the paper's 0 inside it: size consistent)."""
+    rng = np.random.default_rng(2)
+    seed_effect = rng.normal(0, 0.05, 5)
+    stats = {"full": _stats("full", 0.70 + seed_effect + rng.normal(0, 0.003, 5)),
+             "half": _stats("half", 0.68 + seed_effect + rng.normal(0, 0.003, 5)),
+             "twin": _stats("twin", 0.70 + seed_effect + rng.normal(0, 0.003, 5))}
+    loss = common.decide(stats, common.Claim("full", "half", (0.0, 0.0), "no loss", relation="="))
+    assert loss.gap.lo > 0 and loss.outcome == "disagrees" and loss.size == "larger than the paper's"
+    assert common.decide(stats, common.Claim("half", "full", (0.0, 0.0), relation="=")).outcome == "disagrees"
+    same = common.decide(stats, common.Claim("full", "twin", (0.0, 0.0), relation="="))
+    assert same.outcome == "inconclusive" and same.size == "consistent" and same.claim.name == "full = twin"
+    as_order = common.decide(stats, common.Claim("full", "half", (0.0, 0.0)))  # the same numbers as an ordering
+    assert as_order.outcome == "agrees"
+    with pytest.raises(ValueError, match="relation"):
+        common.Claim("a", "b", relation="<")
+
+
 def test_two_seeds_with_a_small_gap_stay_inconclusive():
     """The committed Xception Fig. 10 finals (n = 2): a 2-s.e. rule called +0.45 points 'agrees'; with
     t(1) = 12.7 the interval spans 0."""
