@@ -11,9 +11,9 @@ with probability 1/2; then a resize to `image_size` x `image_size` (no aspect pr
 as in SSD). Evaluation resizes the whole image. Crowd annotations are dropped from training
 (a crowd box is no object to regress to, as in the TF object detection API) and kept in
 evaluation batches, flagged in `is_crowd` [M]: COCO's evaluation ignores the detections that
-fall on them instead of counting them as false positives. Boxes of zero size are dropped. Images with more than `max_boxes` objects keep the largest ones.
-Randomness is stateless, keyed by (seed, process, example counter), so a resumed run sees
-the same data.
+fall on them instead of counting them as false positives. Boxes of zero size are dropped.
+Images with more than `max_boxes` objects keep the largest ones. Randomness is stateless,
+keyed by (seed, process, example counter), so a resumed run sees the same data.
 """
 from __future__ import annotations
 
