@@ -84,6 +84,17 @@ def assert_trees_close_to_scale(got, want, rel: float, what: str = "", atol: flo
         assert err <= rel * scale + atol, f"{what}{jax.tree_util.keystr(path)}: max |diff| {err:.3g}, scale {scale:.3g}"
 
 
+def relative_l2(got, want) -> float:
+    """||got - want|| / ||want|| over every leaf of two trees of the same structure (float64)."""
+    import jax
+
+    pairs = list(zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)))
+    assert pairs
+    diff = sum(float(np.sum((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)) for x, y in pairs)
+    norm = sum(float(np.sum(np.asarray(y, np.float64) ** 2)) for _, y in pairs)
+    return float(np.sqrt(diff / max(norm, 1e-300)))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
