@@ -109,13 +109,13 @@ def evaluate_checkpoint(
     data set it was trained on)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
+    from mobilenet_jax.data import build_dataset
     from mobilenet_jax.data.pipeline import device_mesh, host_layout
     from mobilenet_jax.data.tfds import TfdsDataset
-    from mobilenet_jax.train.loop import build_model, evaluate
-    from mobilenet_jax.train.state import TrainState
-    from mobilenet_jax.train.steps import make_eval_step, pmap_eval_step
-
     from mobilenet_jax.train.config import DETECTION_DATASETS, DETECTION_MODELS
+    from mobilenet_jax.train.loop import build_model
+    from mobilenet_jax.train.state import TrainState
+    from mobilenet_jax.train.tasks import build_task
 
     config = load_workdir_config(workdir)
     if dtype:
@@ -136,14 +136,19 @@ def evaluate_checkpoint(
     if not detector and dataset in DETECTION_DATASETS:
         raise EvaluationError(f"{workdir} holds a classifier ({config.model}): --dataset {dataset} is a "
                               "detection data set; use a classification one (imagenet2012, cifar10, ...)")
-    if detector:
-        return _evaluate_detector(config, workdir, dataset, data_dir=data_dir, split=split, batch=batch,
-                                  size=size, layout=layout, step=step, best=best)
-    num_classes = config.num_classes if config.num_classes > 0 else -1
-    data = TfdsDataset(
-        dataset, image_size=size, batch_size=batch, eval_batch_size=batch, seed=0,
-        layout=layout, data_dir=data_dir, eval_split=split, num_classes=num_classes,
-    )
+    # The config as evaluated: the task (build_task) follows its data set and image size.
+    config.dataset, config.image_size = dataset, size
+    if detector:  # the data set's own pipeline (the run's embedded set, or COCO)
+        config.batch_size = config.eval_batch_size = batch
+        config.data_dir = data_dir or config.data_dir
+        config.eval_split = split or config.eval_split
+        data = build_dataset(config, layout)
+    else:
+        num_classes = config.num_classes if config.num_classes > 0 else -1
+        data = TfdsDataset(
+            dataset, image_size=size, batch_size=batch, eval_batch_size=batch, seed=0,
+            layout=layout, data_dir=data_dir, eval_split=split, num_classes=num_classes,
+        )
     model = build_model(config, data.info.num_classes)
     step, variables = restore_variables(workdir, model, size, step=step, best=best)
     state = TrainState(
@@ -151,41 +156,14 @@ def evaluate_checkpoint(
         batch_stats=variables["batch_stats"], opt_state=None, ema_params=None,
     )
     state = jax.device_put(state, NamedSharding(device_mesh(layout.local_devices), PartitionSpec()))
-    metrics = evaluate(pmap_eval_step(make_eval_step(model)), state, data, layout.local_devices, 2)
+    metrics = build_task(config, model).evaluate(state, data, layout.local_devices, 2)
+    if not detector:
+        metrics = {"top1": metrics["accuracy"], "top5": metrics["top5_accuracy"], "loss": metrics["loss"],
+                   "num_examples": metrics["num_examples"]}
     return {
-        "top1": metrics["accuracy"], "top5": metrics["top5_accuracy"], "loss": metrics["loss"],
-        "num_examples": metrics["num_examples"], "dataset": dataset,
-        "split": split or "default eval split", "model": config.model,
-        "model_kwargs": config.model_kwargs.to_dict(), "image_size": size,
-        "dtype": config.dtype, "step": step,
+        **metrics, "dataset": dataset, "split": split or "default eval split", "model": config.model,
+        "model_kwargs": config.model_kwargs.to_dict(), "image_size": size, "dtype": config.dtype, "step": step,
     }
-
-
-def _evaluate_detector(config, workdir, dataset: str, *, data_dir: str, split: str, batch: int, size: int,
-                       layout, step: Optional[int], best: bool) -> dict[str, Any]:
-    """COCO metrics of a detector's checkpoint, through the trainer's detection task and the
-    data set's own evaluation pipeline (the config's, with the command line's overrides)."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from mobilenet_jax.data import build_dataset
-    from mobilenet_jax.data.pipeline import device_mesh
-    from mobilenet_jax.train.loop import build_model
-    from mobilenet_jax.train.state import TrainState
-    from mobilenet_jax.train.tasks import DetectionTrainerTask
-
-    config.dataset, config.image_size = dataset, size
-    config.batch_size = config.eval_batch_size = batch
-    config.data_dir = data_dir or config.data_dir
-    config.eval_split = split or config.eval_split
-    data = build_dataset(config, layout)
-    model = build_model(config, data.info.num_classes)
-    step, variables = restore_variables(workdir, model, size, step=step, best=best)
-    state = TrainState(step=jnp.asarray(step, jnp.int32), params=variables["params"],
-                       batch_stats=variables["batch_stats"], opt_state=None, ema_params=None)
-    state = jax.device_put(state, NamedSharding(device_mesh(layout.local_devices), PartitionSpec()))
-    metrics = DetectionTrainerTask(model, size).evaluate(state, data, layout.local_devices, 2)
-    return {**metrics, "dataset": dataset, "split": split or "default eval split", "model": config.model,
-            "model_kwargs": config.model_kwargs.to_dict(), "image_size": size, "dtype": config.dtype, "step": step}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -27,7 +27,7 @@ from mobilenet_jax.train.metrics import MetricWriter
 from mobilenet_jax.train.optim import Durations, build_optimizer, resolve_durations
 from mobilenet_jax.train.state import create_train_state
 from mobilenet_jax.train.steps import make_train_step, pmap_train_step
-from mobilenet_jax.train.tasks import build_task, evaluate_classification
+from mobilenet_jax.train.tasks import build_task
 
 log = logging.getLogger("mobilenet_jax")
 
@@ -53,9 +53,6 @@ def _every(value: int, steps_per_epoch: int) -> int:
 def _due(step: int, every: int, total: int) -> bool:
     return step == total or (every > 0 and step % every == 0)
 
-
-#: Classification's exact evaluation (kept under its old name for `mobilenet_jax.evaluate`).
-evaluate = evaluate_classification
 
 
 def _check_finite(pending: list[tuple[int, Any]], last_ckpt: Optional[str]) -> list[dict]:
