@@ -14,6 +14,24 @@ from mobilenet_jax.data.pipeline import (
 )
 
 
+def embedded_detection_split(config: ml_collections.ConfigDict, split: str) -> dict:
+    """One split ("train" / "eval") of the embedded detection set as the config describes it."""
+    from mobilenet_jax.data import embedded_detection as det
+
+    low, high = config.embedded_detection_object_size
+    num = config.embedded_num_train if split == "train" else config.embedded_num_eval
+    return det.make_split(split, num, config.image_size, config.seed,
+                          max_boxes=det.MAX_BOXES if config.max_boxes < 0 else config.max_boxes,
+                          classes=tuple(config.embedded_detection_classes) or None,
+                          max_objects=config.embedded_detection_max_objects, min_size=low, max_size=high)
+
+
+def embedded_detection_num_classes(config: ml_collections.ConfigDict) -> int:
+    from mobilenet_jax.data.embedded import NUM_CLASSES
+
+    return len(config.embedded_detection_classes) or NUM_CLASSES
+
+
 def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Dataset:
     """The data set a (validated) config names, laid out for this process's devices."""
     eval_batch = config.eval_batch_size if config.eval_batch_size > 0 else config.batch_size
@@ -30,16 +48,9 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
         info = DatasetInfo("embedded", len(train[1]), len(evals[1]), classes, config.image_size)
         return ArrayDataset(info, train, evals, **common)
     if config.dataset == "embedded_detection":
-        from mobilenet_jax.data import embedded_detection as det
-
-        classes = tuple(config.embedded_detection_classes) or None
-        low, high = config.embedded_detection_object_size
-        kw = dict(max_boxes=8 if config.max_boxes < 0 else config.max_boxes, classes=classes,
-                  max_objects=config.embedded_detection_max_objects, min_size=low, max_size=high)
-        train = det.make_split("train", config.embedded_num_train, config.image_size, config.seed, **kw)
-        evals = det.make_split("eval", config.embedded_num_eval, config.image_size, config.seed, **kw)
+        train, evals = (embedded_detection_split(config, s) for s in ("train", "eval"))
         info = DatasetInfo("embedded_detection", config.embedded_num_train, config.embedded_num_eval,
-                           len(classes or det.CLASS_NAMES), config.image_size)
+                           embedded_detection_num_classes(config), config.image_size)
         return ArrayDataset(info, train, evals, **common)
     if config.dataset == "coco/2017":
         from mobilenet_jax.data.coco import MAX_BOXES, CocoDetectionDataset

@@ -18,6 +18,7 @@ from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distan
 from mobilenet_jax.detection.layout import pack
 
 _SPLIT_SEEDS = {"train": 10, "eval": 11}
+MAX_BOXES = 8  # object slots per image unless a config says otherwise
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,7 +71,7 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
 
 
 def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 0, *,
-               max_objects: int = 4, max_boxes: int = 8, min_size: float = 0.15,
+               max_objects: int = 4, max_boxes: int = MAX_BOXES, min_size: float = 0.15,
                max_size: float = 0.4, masks: bool = False,
                classes: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
     """{"image", "boxes", "labels", "box_mask"} (+ "masks") in the layout of

@@ -261,12 +261,13 @@ def validate_config(
 def _check_embedded_detection(config: ml_collections.ConfigDict) -> None:
     """The embedded detection set's knobs (data/embedded_detection.make_split), named by key."""
     from mobilenet_jax.data.embedded import NUM_CLASSES
+    from mobilenet_jax.data.embedded_detection import MAX_BOXES
 
     classes = tuple(config.embedded_detection_classes)
     if len(set(classes)) != len(classes) or not set(classes) <= set(range(NUM_CLASSES)):
         raise ConfigError(f"config.embedded_detection_classes={classes} must be distinct indices "
                           f"0..{NUM_CLASSES - 1} into the embedded shapes (or () for all ten)")
-    slots = 8 if config.max_boxes < 0 else config.max_boxes
+    slots = MAX_BOXES if config.max_boxes < 0 else config.max_boxes
     if config.embedded_detection_max_objects > slots:
         raise ConfigError(f"config.embedded_detection_max_objects={config.embedded_detection_max_objects} "
                           f"exceeds the {slots} object slots per image (config.max_boxes)")
