@@ -74,6 +74,7 @@ class Ablation:
     config: Path = EMBEDDED_CONFIG
     metric: str = "eval_accuracy"
     metric_label: str = "eval accuracy"
+    paper_data: str = "ImageNet"  # the data set of the paper's numbers (named in the CPU-scale caveat)
 
     @property
     def expect(self) -> list[tuple[str, str]]:
@@ -183,9 +184,7 @@ def report_sections(
                  if n_eval and _is_accuracy(ab) else "–")
         plateaus = [common.plateau_step(r.curve) for r in runs]
         all_flat &= all(p is not None for p in plateaus)
-        ci_text = (f"{100 * ci.mean:.2f} [{100 * ci.lo:.2f}, {100 * ci.hi:.2f}]" if ci.n > 1
-                   else f"{100 * ci.mean:.2f} (n=1)")
-        rows.append([ab.labels.get(g, g), f"`{overrides[g]}`" if overrides[g] else "–", ci_text,
+        rows.append([ab.labels.get(g, g), f"`{overrides[g]}`" if overrides[g] else "–", ci.fmt_level(),
                      f"{100 * s.final_std:.2f}", binom, f"{100 * s.speeds.mean():.2f}",
                      " ".join(_plateau_text(p, int(r.curve.steps[-1])) for p, r in zip(plateaus, runs)),
                      " ".join(map(str, s.seeds))])
@@ -312,8 +311,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         caveats.append("Some runs were still rising at their last eval (see the plateau column): their gaps measure "
                        "how fast each variant learns at this step count as much as where it converges.")
     if cpu_scale:
-        paper_data = "ImageNet" if _is_accuracy(ab) else "COCO"
-        caveats.append(f"This is the embedded shapes data set at CPU scale, not {paper_data}: the paper's {paper_data} "
+        caveats.append(f"This is the embedded shapes data set at CPU scale, not {ab.paper_data}: the paper's {ab.paper_data} "
                        "gaps need not carry over, so a size that differs from the paper's is a finding about this scale.")
     outcome = f"**{head[:1].upper() + head[1:]}.** " + " ".join(v.line() for v in verdicts)
     argv_text = " ".join(argv) if argv is not None else ""

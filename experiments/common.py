@@ -431,6 +431,12 @@ class Interval:
     def contains(self, x: float) -> bool:
         return self.lo <= x <= self.hi
 
+    def fmt_level(self, scale: float = 100.0, digits: int = 2) -> str:
+        """A level, unsigned: ``"3.46 [2.45, 4.46]"`` (or ``"3.46 (n=1)"``)."""
+        if self.n < 2:
+            return f"{self.mean * scale:.{digits}f} (n={self.n})"
+        return f"{self.mean * scale:.{digits}f} [{self.lo * scale:.{digits}f}, {self.hi * scale:.{digits}f}]"
+
     def fmt(self, scale: float = 100.0, digits: int = 1) -> str:
         """``"+35.1 [30.2, 40.0]"`` (or ``"+35.1 [n=1: no interval]"``)."""
         if not math.isfinite(self.half_width):

@@ -25,12 +25,12 @@ DETECTION_CONFIG = common.REPO_ROOT / "configs" / "detection_embedded.py"
 
 # (group, label, model_kwargs, Table 6: params (M), MAdds (B), COCO mAP)
 BACKBONES = (
-    ("v1", "V1", {"backbone": "mobilenet_v1"}, 5.1, 1.3, 22.2),
-    ("v2", "V2", {"backbone": "mobilenet_v2"}, 4.3, 0.80, 22.1),
-    ("v3-large", "V3-Large", {"backbone": "mobilenet_v3_large"}, 4.97, 0.62, 22.0),
+    ("v1", "V1", {"backbone": "mobilenet_v1", "reduced_tail": False}, 5.1, 1.3, 22.2),
+    ("v2", "V2", {"backbone": "mobilenet_v2", "reduced_tail": False}, 4.3, 0.80, 22.1),
+    ("v3-large", "V3-Large", {"backbone": "mobilenet_v3_large", "reduced_tail": False}, 4.97, 0.62, 22.0),
     ("v3-large-half", "V3-Large, halved tail", {"backbone": "mobilenet_v3_large", "reduced_tail": True}, 3.22, 0.51,
      22.0),
-    ("v3-small", "V3-Small", {"backbone": "mobilenet_v3_small"}, 2.49, 0.21, 16.0),
+    ("v3-small", "V3-Small", {"backbone": "mobilenet_v3_small", "reduced_tail": False}, 2.49, 0.21, 16.0),
 )
 PAPER = {g: dict(params=p, madds=m, map=a) for g, _, _, p, m, a in BACKBONES}
 COCO_CLASSES = 90  # V3 Table 6 (the TF API's label map); the V2 paper's row is checked at 80 in the tests
@@ -57,8 +57,8 @@ def sizes_and_predictions(stats: Mapping[str, common.GroupStats], configs: Mappi
         ap50 = [common.read_json(exp_dir / "runs" / f"{group}-s{seed}" / "final.json")["summary"].get("eval_AP50")
                 for seed in s.seeds]
         rows.append([label, f"{weights / 1e6:.2f}M", f"{p['params']:.2f}M", f"{size.madds / 1e9:.3f}B",
-                     f"{p['madds']:.2f}B", f"{p['map']:.1f}", _ci_text(s.finals),
-                     _ci_text(ap50) if None not in ap50 else "–"])
+                     f"{p['madds']:.2f}B", f"{p['map']:.1f}", common.mean_ci(s.finals).fmt_level(),
+                     common.mean_ci(ap50).fmt_level() if None not in ap50 else "–"])
     table = common.markdown_table(
         ["backbone", "params @320", "paper", "MAdds @320", "paper", "COCO mAP (paper)",
          "AP here (x100), mean [95% t CI]", "AP50 here (x100)"], rows)
@@ -66,8 +66,9 @@ def sizes_and_predictions(stats: Mapping[str, common.GroupStats], configs: Mappi
             "without BatchNorm's moving statistics (the convention of the paper's counts, which "
             "`python -m mobilenet_jax.summary` also lists). V2: the V3 paper repeats V2 Table 6's 4.3M, counted for "
             "COCO's 80 classes, where this SSDLite-V2 counts 4.29M and 0.789B (tests/test_detection_sizes.py checks "
-            "it against a formula built on Keras's MobileNetV2); at 90 classes it is 4.45M. V1 counts 5.21M and 1.32B at 90 "
-            "classes, 5.06M and 1.31B at 80: the paper's 5.1M fits 80 classes, like V2's row. The AP columns are this run's final COCO AP@[.5:.95] and AP50 on the embedded set, not COCO.")
+            "it against a formula built on Keras's MobileNetV2); at 90 classes it is 4.45M. V1 counts 5.21M and "
+            "1.32B at 90 classes, 5.06M and 1.31B at 80: the paper's 5.1M fits 80 classes, like V2's row. The AP "
+            "columns are this run's final COCO AP@[.5:.95] and AP50 on the embedded set, not COCO.")
     figures, missing = [], []
     path = exp_dir / "predictions.png"
     try:
@@ -83,13 +84,6 @@ def sizes_and_predictions(stats: Mapping[str, common.GroupStats], configs: Mappi
     return figures, [("Table 6 columns", table + "\n\n" + note)]
 
 
-def _ci_text(values) -> str:
-    ci = common.mean_ci(values)
-    if ci.n < 2:
-        return f"{100 * ci.mean:.2f} (n=1)"
-    return f"{100 * ci.mean:.2f} [{100 * ci.lo:.2f}, {100 * ci.hi:.2f}]"
-
-
 class _NoCheckpoint(Exception):
     pass
 
@@ -99,19 +93,15 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
     """One row per backbone: its seed's final checkpoint on the first eval images."""
     import jax
 
-    from mobilenet_jax.data.embedded_detection import make_split
+    from mobilenet_jax.data import embedded_detection_num_classes, embedded_detection_split
     from mobilenet_jax.detection.task import DetectionTask
     from mobilenet_jax.evaluate import restore_variables
     from mobilenet_jax.models import create_model
 
     groups = [g for g, *_ in BACKBONES if g in stats]
-    first = configs[groups[0]]
+    first = common.set_config_seed(configs[groups[0]], int(stats[groups[0]].seeds[0]))
     size = first.image_size
-    classes = tuple(first.embedded_detection_classes) or None
-    low, high = first.embedded_detection_object_size
-    evals = make_split("eval", first.embedded_num_eval, size, int(stats[groups[0]].seeds[0]),
-                       max_boxes=8 if first.max_boxes < 0 else first.max_boxes, classes=classes,
-                       max_objects=first.embedded_detection_max_objects, min_size=low, max_size=high)
+    evals = embedded_detection_split(first, "eval")  # the eval set the drawn seed's runs saw
     images = evals["image"][:num_images]
     detections = {}
     for g in groups:
@@ -119,7 +109,7 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
         if not (workdir / "checkpoints").is_dir():
             raise _NoCheckpoint(f"{workdir}/checkpoints is gone (checkpoints are not committed)")
         config = configs[g]
-        model = create_model(config.model, num_classes=len(classes or range(10)), **dict(config.model_kwargs))
+        model = create_model(config.model, num_classes=embedded_detection_num_classes(config), **dict(config.model_kwargs))
         _, variables = restore_variables(workdir, model, size)
         detections[g] = jax.device_get(jax.jit(DetectionTask(model, size).eval_step())(variables, {"image": images}))
 
@@ -158,9 +148,7 @@ ABLATION = Ablation(
         "V3-Large matches V1/V2 at 48%/23% fewer multiply-adds, that halving the tail costs nothing at 0.51B, and "
         "that V3-Small is 6 points lower."),
     model="ssdlite",
-    variants={g: {f"model_kwargs.{k}": v for k, v in kwargs.items()} | ({} if "reduced_tail" in kwargs else
-                                                                         {"model_kwargs.reduced_tail": False})
-              for g, _, kwargs, *_ in BACKBONES},
+    variants={g: {f"model_kwargs.{k}": v for k, v in kwargs.items()} for g, _, kwargs, *_ in BACKBONES},
     # Declared before the runs, in this order (the first pair is the --smoke pair). Metric: final COCO
     # AP@[.5:.95] on the embedded eval set (the paper's metric, pycocotools). V1 > V2 first: the
     # cheapest pair to compile is the smoke test's.
@@ -197,6 +185,7 @@ ABLATION = Ablation(
     config=DETECTION_CONFIG,
     metric="eval_AP",
     metric_label="COCO AP",
+    paper_data="COCO",
 )
 
 if __name__ == "__main__":
