@@ -42,8 +42,13 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
     if config.dataset == "embedded":
         from mobilenet_jax.data import embedded
 
-        train = embedded.make_split("train", config.embedded_num_train, config.image_size, config.seed)
-        evals = embedded.make_split("eval", config.embedded_num_eval, config.image_size, config.seed)
+        look = dict(shape_size=tuple(config.embedded_shape_size), noise=tuple(config.embedded_noise))
+        eval_split = config.eval_split or "eval"
+        num_eval = {"train": config.embedded_num_train, "validation": config.embedded_num_validation}.get(
+            eval_split, config.embedded_num_eval)
+        draw = config.seed if config.embedded_seed < 0 else config.embedded_seed
+        train = embedded.make_split("train", config.embedded_num_train, config.image_size, draw, **look)
+        evals = embedded.make_split(eval_split, num_eval, config.image_size, draw, **look)
         classes = embedded.NUM_CLASSES if config.num_classes < 0 else config.num_classes
         info = DatasetInfo("embedded", len(train[1]), len(evals[1]), classes, config.image_size)
         return ArrayDataset(info, train, evals, **common)

@@ -48,6 +48,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.cache = False  # tf.data cache of decoded examples (small data sets)
     c.embedded_num_train = 20_000
     c.embedded_num_eval = 2_000
+    c.embedded_num_validation = 2_000  # the "validation" split (eval_split="validation")
+    c.embedded_shape_size = (0.5, 0.8)  # (min, max) shape size, of half the image side
+    c.embedded_noise = (0.02, 0.06)  # (min, max) pixel noise s.d. per image (images in [-1, 1])
+    c.embedded_seed = -1  # the draw of the embedded images; -1 = config.seed (>= 0: fixed data)
     c.synthetic_num_classes = 1000
     c.max_boxes = -1  # detection: object slots per image; -1 = the data set's (8 embedded, 100 COCO)
     c.embedded_detection_classes = ()  # indices into the embedded shapes; () = all ten
@@ -64,6 +68,17 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = -1  # -1 = once per epoch; 0 = only at the end
     c.log_every_steps = 50
     c.num_eval_steps = -1  # -1 = the whole evaluation split (exact, padded + masked)
+    # A held-out split evaluated once, on the final state ("" = none), logged as split "test":
+    # experiments monitor and stop on eval_split="validation" and score the claims on "eval".
+    c.test_split = ""
+    # Stop at a plateau (train/plateau.py): after the eval at which the last
+    # `plateau_evals` evaluations have not improved on the best before them by `plateau_delta`
+    # (a fraction: 0.005 = half a point of accuracy), at step >= plateau_min_steps, with the
+    # learning rate still >= plateau_min_lr_fraction of its peak. 0 evals = run the full budget.
+    c.plateau_evals = 0
+    c.plateau_delta = 0.005
+    c.plateau_min_steps = 0
+    c.plateau_min_lr_fraction = 0.5
     # Optimizer (optim.py).
     c.optimizer = "rmsprop"
     c.learning_rate = 0.045
@@ -142,6 +157,10 @@ _INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
     "num_devices": (1, (-1, "all local devices")),
     "embedded_num_train": (1, None),
     "embedded_num_eval": (1, None),
+    "embedded_num_validation": (1, None),
+    "embedded_seed": (0, (-1, "config.seed")),
+    "plateau_evals": (0, None),
+    "plateau_min_steps": (0, None),
     "synthetic_num_classes": (2, None),
     "max_boxes": (1, (-1, "the data set's")),
     "embedded_detection_max_objects": (1, None),
@@ -165,6 +184,8 @@ _FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
     "grad_clip_norm": (0.0, _INF, "[)"),
     "ema_decay": (0.0, 1.0, "[)"),
     "label_smoothing": (0.0, 1.0, "[)"),
+    "plateau_delta": (0.0, 1.0, "[)"),
+    "plateau_min_lr_fraction": (0.0, 1.0, "[]"),
 }
 
 
@@ -245,6 +266,11 @@ def validate_config(
             )
     if config.dataset == "embedded_detection":
         _check_embedded_detection(config)
+    if config.dataset == "embedded":
+        _check_embedded(config)
+    if config.plateau_evals > 0 and config.eval_every_steps == 0:
+        raise ConfigError("config.plateau_evals > 0 stops at a plateau of the periodic evaluations: "
+                          "set config.eval_every_steps > 0 (or -1, once per epoch)")
     if config.num_train_steps < 0 and config.num_epochs <= 0:
         raise ConfigError("set config.num_epochs > 0 or config.num_train_steps >= 0")
     if config.lr_schedule == "exponential" and not (
@@ -256,6 +282,25 @@ def validate_config(
         )
     if config.distributed.initialize not in ("auto", "true", "false"):
         raise ConfigError("config.distributed.initialize must be 'auto', 'true' or 'false'")
+
+
+def _check_embedded(config: ml_collections.ConfigDict) -> None:
+    """The embedded classification set's splits and shape sizes (data/embedded.make_split)."""
+    from mobilenet_jax.data.embedded import SPLITS
+
+    for key in ("eval_split", "test_split"):
+        if config[key] and config[key] not in SPLITS:
+            raise ConfigError(f"config.{key}={config[key]!r}: the embedded set's splits are {list(SPLITS)}")
+    if config.train_split not in ("", "train"):
+        raise ConfigError(f"config.train_split={config.train_split!r}: the embedded set trains on 'train'")
+    size = tuple(config.embedded_shape_size)
+    if len(size) != 2 or not all(isinstance(v, (int, float)) for v in size) or not 0 < size[0] <= size[1] < 0.95:
+        raise ConfigError(f"config.embedded_shape_size={size} must be (min, max) with "
+                          "0 < min <= max < 0.95 (fractions of half the image side)")
+    noise = tuple(config.embedded_noise)
+    if len(noise) != 2 or not all(isinstance(v, (int, float)) for v in noise) or not 0 <= noise[0] <= noise[1]:
+        raise ConfigError(f"config.embedded_noise={noise} must be (min, max) with 0 <= min <= max "
+                          "(pixel noise standard deviations)")
 
 
 def _check_embedded_detection(config: ml_collections.ConfigDict) -> None:

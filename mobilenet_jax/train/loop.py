@@ -20,11 +20,11 @@ from mobilenet_jax import paths
 from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
 from mobilenet_jax.data.pipeline import device_mesh
 from mobilenet_jax.errors import UserError
-from mobilenet_jax.train import distributed
+from mobilenet_jax.train import distributed, plateau
 from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
-from mobilenet_jax.train.metrics import MetricWriter
-from mobilenet_jax.train.optim import Durations, build_optimizer, resolve_durations
+from mobilenet_jax.train.metrics import MetricWriter, read_metrics
+from mobilenet_jax.train.optim import Durations, build_optimizer, peak_learning_rate, resolve_durations
 from mobilenet_jax.train.state import create_train_state
 from mobilenet_jax.train.steps import make_train_step, pmap_train_step
 from mobilenet_jax.train.tasks import build_task
@@ -73,6 +73,19 @@ def _progress(total: int, initial: int, enabled: bool):
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
                 dynamic_ncols=True, desc="train")
+
+
+def _plateau_at(config, history: list[tuple[int, float]], schedule) -> int | None:
+    """config.plateau_*: the step the evaluation history plateaued at (train/plateau.py), or None."""
+    if config.plateau_evals <= 0 or not history:
+        return None
+    peak = peak_learning_rate(config)
+    steps, values = zip(*history)
+    i = plateau.plateau_index(steps, values, k=config.plateau_evals, delta=config.plateau_delta,
+                              min_step=config.plateau_min_steps,
+                              lr_fraction=lambda s: float(schedule(s)) / peak,
+                              min_lr_fraction=config.plateau_min_lr_fraction)
+    return None if i is None else int(steps[i])
 
 
 def train_and_evaluate(
@@ -138,6 +151,9 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))
 
     task = build_task(config, model)  # the loss, the evaluation and the metric to keep the best by
+    # The evaluation history the plateau rule reads (a resumed run's, from its metrics).
+    history = [(r["step"], r[task.best_metric]) for r in read_metrics(workdir, "eval")
+               if r["step"] <= start and task.best_metric in r] if start else []
     train_step = pmap_train_step(make_train_step(
         model, tx, schedule, ema_decay=config.ema_decay, ema_warmup=config.ema_warmup,
         dropout_seed=config.seed, loss_fn=task.loss_fn(),
@@ -149,7 +165,10 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
              "process(es), starting at step %d", config.model, ds.info.name, total,
              durations.steps_per_epoch, config.batch_size, num_devices, jax.process_count(), start)
 
-    result: dict[str, Any] = {"step": start, "preempted": False}
+    plateau_step = _plateau_at(config, history, schedule)
+    result: dict[str, Any] = {"step": start, "preempted": False, "plateau_step": plateau_step or -1}
+    if plateau_step is not None:  # a run that stopped at its plateau stays stopped
+        total = start
     batches = prefetch_to_device(ds.train_batches(start), config.prefetch, num_devices)
     bar = _progress(total, start, primary and config.progress_bar)
     pending: list[tuple[int, Any]] = []
@@ -184,11 +203,21 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                 result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
                 if metrics_eval and np.isfinite(metrics_eval[task.best_metric]):
                     ckpts.save_best(state, metrics_eval[task.best_metric])
+                    history.append((step, metrics_eval[task.best_metric]))
                 t0, steps_timed = time.perf_counter(), 0
+                plateau_step = _plateau_at(config, history, schedule)
+                if step < total and plateau_step is not None:
+                    result["plateau_step"] = plateau_step
+                    log.info("plateau of eval %s at step %d (rule met at step %d): stopping",
+                             task.best_metric, result["plateau_step"], step)
+                    writer.write(step, "stop", {"plateau_step": result["plateau_step"]})
+                    ckpt_now, total = True, step
             if ckpt_now:
                 last_ckpt = ckpts.save(state)
                 t0, steps_timed = time.perf_counter(), 0
             result["step"] = step
+            if step >= total:  # stopped at a plateau
+                break
             if preempted:
                 log.warning("preempted (SIGTERM): checkpoint %s written at step %d of %d; "
                             "re-run the same command to resume", last_ckpt, step, total)
@@ -199,5 +228,19 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     if start >= total:  # nothing left to train: report the finished run's evaluation
         metrics_eval = task.evaluate(state, ds, num_devices, config.prefetch)
         result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
+    if config.test_split and not result["preempted"]:
+        # The held-out split, once, on the final state (never used for a decision).
+        layout = HostLayout(jax.process_index(), jax.process_count(), num_devices)
+        test_ds = build_dataset(_with_eval_split(config, config.test_split), layout)
+        metrics_test = task.evaluate(state, test_ds, num_devices, config.prefetch)
+        if start < total or not any(r["step"] == result["step"] for r in read_metrics(workdir, "test")):
+            writer.write(result["step"], "test", metrics_test)
+        result.update({f"test_{k}": v for k, v in metrics_test.items()})
     result["state"] = state
     return result
+
+
+def _with_eval_split(config: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.eval_split = split
+    return config
