@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mobilenet_jax import cli
-from experiments import ablation, common, relu_manifold, report, v2_bottleneck
+from experiments import ablation, relu_manifold, report, runs, v2_bottleneck
 
 DEFAULT_OUT = "demo_results"
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = cli.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=common.results_root, default=DEFAULT_OUT, help="results root (default: %(default)s)")
+    parser.add_argument("--out", type=runs.results_root, default=DEFAULT_OUT, help="results root (default: %(default)s)")
     parser.add_argument("--rerun", action="store_true", help="train the ablation's runs again")
     parser.add_argument("--smoke", action="store_true", help="the ablation at smoke scale (tests)")
     args = parser.parse_args(argv)

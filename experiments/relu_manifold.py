@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mobilenet_jax import cli
-from experiments import common
+from experiments import plots, reports, runs
 
 EXPERIMENT = "relu_manifold"
 PAPER_DIMS = (2, 3, 5, 15, 30)
@@ -159,7 +159,7 @@ def plot_figure1(x: np.ndarray, dims: Sequence[int], seed: int, path: Path, acti
     Each panel keeps its own (equal-aspect) scale, as the paper's panels do: at n = 2 the projection
     can throw points far outside the input's range.
     """
-    plt = common._pyplot()
+    plt = plots._pyplot()
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(1, len(dims) + 1, figsize=(2.6 * (len(dims) + 1), 3.4))
     color = np.linspace(0.0, 1.0, len(x))
@@ -189,14 +189,14 @@ def plot_figure1(x: np.ndarray, dims: Sequence[int], seed: int, path: Path, acti
                  f"with $T^+$ (colour = position along the spiral; figure seed {seed})", fontsize=10)
     fig.legend(handles, labels, loc="lower center", fontsize=8, frameon=False, markerscale=2)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    common.save_figure(fig, path)
+    plots.save_figure(fig, path)
     plt.close(fig)
     return path
 
 
 def plot_metrics(summaries: Sequence[Summary], dims: Sequence[int], num_t: int, path: Path) -> Path:
     """Four panels against n: the three reconstruction errors and the collapsed fraction, mean + 10–90% band."""
-    plt = common._pyplot()
+    plt = plots._pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     axes = axes.ravel()
     panels = [
@@ -224,7 +224,7 @@ def plot_metrics(summaries: Sequence[Summary], dims: Sequence[int], num_t: int, 
     fig.suptitle(f"A 2-D spiral embedded in n dimensions by a random $T$: mean over {num_t} random $T$,\n"
                  f"band = 10th–90th percentile; grey verticals = the paper's n (2, 3, 5, 15, 30)", fontsize=11)
     fig.tight_layout()
-    common.save_figure(fig, path)
+    plots.save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -232,12 +232,6 @@ def plot_metrics(summaries: Sequence[Summary], dims: Sequence[int], num_t: int, 
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (no ties expected: continuous values)."""
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def verdicts(summaries: Sequence[Summary], dims: Sequence[int]) -> list[tuple[str, bool, str]]:
@@ -248,7 +242,9 @@ def verdicts(summaries: Sequence[Summary], dims: Sequence[int]) -> list[tuple[st
     dec = [relu[n]["decoder_error"]["mean"] for n in dims]
     paper = [n for n in PAPER_DIMS if n in relu]
     dec_paper = [relu[n]["decoder_error"]["mean"] for n in paper]
-    rho = spearman(np.array(dims, dtype=float), np.array(dec))
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(np.array(dims, dtype=float), np.array(dec)).statistic)
     falls = all(b < a for a, b in zip(dec_paper, dec_paper[1:])) and rho < -0.95
     lin_max = max(lin[n][m]["p90"] for n in dims for m in ("pinv_error", "decoder_error"))
     col = {n: relu[n]["collapsed"]["mean"] for n in dims}
@@ -276,10 +272,10 @@ def write_outputs(out_dir: Path, x: np.ndarray, dims: Sequence[int], num_t: int,
                   summaries: Sequence[Summary], per_t: list[dict], runtime_s: float, command: str) -> Path:
     rows = [{"activation": s.activation, "n": s.n, **{f"{m}_{k}": v for m, st in s.stats.items() for k, v in st.items()}}
             for s in summaries]
-    common.write_csv(out_dir / "summary.csv", rows)
-    common.write_csv(out_dir / "per_T.csv", per_t)
+    runs.write_csv(out_dir / "summary.csv", rows)
+    runs.write_csv(out_dir / "per_T.csv", per_t)
     checks = verdicts(summaries, dims)
-    common.write_json(out_dir / "results.json", {
+    runs.write_json(out_dir / "results.json", {
         "experiment": EXPERIMENT, "paper": "MobileNetV2 (arXiv 1801.04381) Fig. 1, Sec. 3.2",
         "setup": {"points": len(x), "spiral_radius": float(np.abs(x).max()), "dims": list(dims), "num_T": num_t,
                   "seed": seed, "figure_seed": figure_seed, "T_distribution": "iid N(0,1)"},
@@ -325,7 +321,7 @@ def write_outputs(out_dir: Path, x: np.ndarray, dims: Sequence[int], num_t: int,
         f"activation), n ∈ {{{', '.join(map(str, dims))}}}; seed {seed}, figure seed {figure_seed}. ReLU6 differs from "
         f"ReLU only where a pre-activation exceeds 6: at this radius at most {100 * clip:.1f}% of them do, so the two "
         f"curves nearly coincide (try `--radius 20` to see ReLU6's ceiling collapse points too). Runtime {runtime_s:.1f} s.")
-    return common.write_report(
+    return reports.write_report(
         out_dir,
         title="MobileNetV2 Fig. 1 — ReLU on a low-dimensional manifold",
         paper_claim=(
@@ -340,7 +336,7 @@ def write_outputs(out_dir: Path, x: np.ndarray, dims: Sequence[int], num_t: int,
                  ("The same with ReLU6.", "figure1_relu6.png"),
                  ("Reconstruction errors and collapsed fraction against n, for ReLU, ReLU6 and the linear control.",
                   "metrics_vs_n.png")],
-        sections=[("Numbers at the paper's n", common.markdown_table(headers, table)),
+        sections=[("Numbers at the paper's n", reports.markdown_table(headers, table)),
                   ("Definitions", definitions), ("Setup", setup),
                   ("Files", "`summary.csv` (mean/std/percentiles per activation and n), `per_T.csv` (every random T), "
                             "`results.json` (setup, summary, the checks above).")],
@@ -353,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         description="MobileNetV2 Fig. 1: ReLU on a 2-D spiral embedded in n dimensions, with reconstruction error and "
                     "collapsed fraction over many random T. Runtime: ~5-10 s on one CPU core with the defaults "
                     "(about linear in --num-T). Writes <out>/relu_manifold/.")
-    common.add_output_arg(parser)
+    runs.add_output_arg(parser)
     parser.add_argument("--num-T", type=int, default=100, help="random matrices T per n (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random T for the statistics (default: %(default)s)")
     parser.add_argument("--figure-seed", type=int, default=1, help="seed of the one T per panel in Fig. 1 (default: %(default)s)")
@@ -367,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     start = time.perf_counter()
     x = spiral(args.points, radius=args.radius)
     summaries, per_t = sweep(x, dims, args.num_T, args.seed)
-    out_dir = common.experiment_dir(EXPERIMENT, args.out)
+    out_dir = runs.experiment_dir(EXPERIMENT, args.out)
     command = "python -m experiments.relu_manifold" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
         sys.argv[1:] if argv is None else argv))
     report = write_outputs(out_dir, x, dims, args.num_T, args.seed, args.figure_seed, summaries, per_t,

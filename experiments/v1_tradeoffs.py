@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mobilenet_jax import cli
-from experiments import common
+from experiments import plots, reports, runs
 from experiments.ablation import Ablation, main
-from experiments.common import Claim
+from experiments.stats import Claim
 
 PAPER_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 PAPER_RESOLUTIONS = (224, 192, 160, 128)
@@ -114,27 +114,27 @@ def params_of(config: Any) -> int:
     return int(count_params(_model(config), config.image_size))
 
 
-def tradeoff(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any], exp_dir: Path):
+def tradeoff(groups: Mapping[str, runs.GroupStats], configs: Mapping[str, Any], exp_dir: Path):
     """Figs. 4-5: accuracy against multiply-adds and against parameters (log), one series per width;
     plus a table with both."""
-    madds = {g: madds_of(configs[g]) for g in stats}
-    params = {g: params_of(configs[g]) for g in stats}
+    madds = {g: madds_of(configs[g]) for g in groups}
+    params = {g: params_of(configs[g]) for g in groups}
 
-    def points(cost: Mapping[str, int]) -> list[common.TradeoffPoint]:
-        return [common.TradeoffPoint(g.split("-")[1] if g.startswith("w") else g, cost[g], s.final_mean, s.final_std,
+    def points(cost: Mapping[str, int]) -> list[plots.TradeoffPoint]:
+        return [plots.TradeoffPoint(g.split("-")[1] if g.startswith("w") else g, cost[g], s.final_mean, s.final_std,
                                      f"width {configs[g].model_kwargs['width']}" if g.startswith("w")
                                      else "ablations (Tables 4-5)")
-                for g, s in stats.items()]
+                for g, s in groups.items()]
 
-    common.plot_tradeoff(points(madds), exp_dir / "accuracy_vs_madds.png",
+    plots.plot_tradeoff(points(madds), exp_dir / "accuracy_vs_madds.png",
                          title="Fig. 4 analogue: accuracy vs multiply-adds", unjoined=["ablations (Tables 4-5)"])
     by_params = points(params)  # a width's resolutions share its parameters: a column of labels per width
-    common.plot_tradeoff(by_params, exp_dir / "accuracy_vs_params.png",
+    plots.plot_tradeoff(by_params, exp_dir / "accuracy_vs_params.png",
                          title="Fig. 5 analogue: accuracy vs parameters", xlabel="parameters (millions, log scale)",
                          unjoined=list(dict.fromkeys(p.series for p in by_params)))
-    common.write_csv(exp_dir / "madds.csv", [{"group": g, "madds": madds[g], "params": params[g]} for g in stats])
-    rows = [[g, f"{madds[g] / 1e6:.2f}", f"{params[g] / 1e6:.3f}", common.fmt_mean_std(s.final_mean, s.final_std, s.n)]
-            for g, s in stats.items()]
+    runs.write_csv(exp_dir / "madds.csv", [{"group": g, "madds": madds[g], "params": params[g]} for g in groups])
+    rows = [[g, f"{madds[g] / 1e6:.2f}", f"{params[g] / 1e6:.3f}", plots.fmt_mean_std(s.final_mean, s.final_std, s.n)]
+            for g, s in groups.items()]
     return ([("Fig. 4: accuracy against multiply-adds (log scale), one line per width; error bars = seed std; "
               "each label beside its own marker (the ablations' labels in a column, with leader lines).",
               "accuracy_vs_madds.png"),
@@ -142,7 +142,7 @@ def tradeoff(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any],
               "so each width's points stand in a vertical line, labelled in a column with leader lines.",
               "accuracy_vs_params.png")],
             [("Multiply-adds and parameters",
-              common.markdown_table(["variant", "MAdds (M)", "params (M)", "final eval accuracy (%)"], rows))])
+              reports.markdown_table(["variant", "MAdds (M)", "params (M)", "final eval accuracy (%)"], rows))])
 
 
 ABLATION = Ablation(

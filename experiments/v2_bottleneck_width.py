@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import common
+from experiments import plots, reports, runs, stats
 from mobilenet_jax import cli
 
 from experiments.ablation import Ablation, main
@@ -31,36 +31,35 @@ def _group(activation: str, width: float) -> str:
     return f"{activation}-w{width}"
 
 
-def gap_vs_width(stats: Mapping[str, common.GroupStats], configs: Mapping[str, Any], exp_dir: Path):
+def gap_vs_width(groups: Mapping[str, runs.GroupStats], configs: Mapping[str, Any], exp_dir: Path):
     """The figure: paired gap (linear − ReLU6) with its 95% t interval against width, the paper's
     width-1.0 range beside it; a table of the same; the trend (narrowest gap − widest gap, paired by seed)."""
-    widths = [w for w in WIDTHS if _group("linear", w) in stats and _group("relu6", w) in stats]
-    gaps = [common.paired_gap(stats[_group("linear", w)], stats[_group("relu6", w)]) for w in widths]
-    plt = common._pyplot()
+    widths = [w for w in WIDTHS if _group("linear", w) in groups and _group("relu6", w) in groups]
+    gaps = [stats.mean_ci(_gap_by_seed(groups, w).values()) for w in widths]
+    plt = plots._pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     finite = [np.isfinite(g.half_width) for g in gaps]
     ax.errorbar(widths, [100 * g.mean for g in gaps],
                 yerr=[100 * g.half_width if f else 0.0 for g, f in zip(gaps, finite)],
-                fmt="o-", color=common.PALETTE[0], capsize=4, label="this run: mean, 95% t interval over seeds")
-    ax.fill_between([0.95, 1.05], [PAPER_GAP_W1[0]] * 2, [PAPER_GAP_W1[1]] * 2, color=common.PALETTE[1], alpha=0.35,
+                fmt="o-", color=plots.PALETTE[0], capsize=4, label="this run: mean, 95% t interval over seeds")
+    ax.fill_between([0.95, 1.05], [PAPER_GAP_W1[0]] * 2, [PAPER_GAP_W1[1]] * 2, color=plots.PALETTE[1], alpha=0.35,
                     lw=0, label="paper, Fig. 6a (width 1.0, ImageNet)")
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set(title="Fig. 6a's gap against width (linear − ReLU6 bottleneck)", xlabel="width multiplier",
            ylabel="final eval accuracy gap (points)", xticks=list(WIDTHS))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
-    fig.savefig(exp_dir / "gap_vs_width.png", dpi=150, bbox_inches="tight")
+    plots.save_figure(fig, exp_dir / "gap_vs_width.png", bbox_inches="tight")
     plt.close(fig)
     rows = []
     for w, g in zip(widths, gaps):
-        lin, rel = stats[_group("linear", w)], stats[_group("relu6", w)]
+        lin, rel = groups[_group("linear", w)], groups[_group("relu6", w)]
         rows.append([w, f"{100 * lin.final_mean:.1f}", f"{100 * rel.final_mean:.1f}", g.fmt(), g.n])
-    table = common.markdown_table(["width", "linear (%)", "ReLU6 (%)", "gap (pts) [95% t CI]", "paired seeds"], rows)
+    table = reports.markdown_table(["width", "linear (%)", "ReLU6 (%)", "gap (pts) [95% t CI]", "paired seeds"], rows)
     if len(widths) >= 2:
         thin, wide = widths[0], widths[-1]
-        trend = common.decide(
-            {"thin": _gap_stats(stats, thin), "wide": _gap_stats(stats, wide)},
-            common.Claim("thin", "wide", None, "Sec. 3.2 predicts a direction only"))
+        trend = stats.decide(_gap_by_seed(groups, thin), _gap_by_seed(groups, wide),
+                             stats.Claim("thin", "wide", None, "Sec. 3.2 predicts a direction only"))
         table += (f"\n\nTrend (Sec. 3.2's prediction: the gap shrinks as the bottlenecks widen): gap at width {thin} − "
                   f"gap at width {wide} = {trend.gap.fmt()} pts (paired by seed, 95% t interval, n={trend.gap.n}) → "
                   f"**{trend.outcome}**.")
@@ -69,15 +68,11 @@ def gap_vs_width(stats: Mapping[str, common.GroupStats], configs: Mapping[str, A
             [("Gap against width", table)])
 
 
-def _gap_stats(stats: Mapping[str, common.GroupStats], width: float) -> common.GroupStats:
-    """The per-seed gap at one width as a GroupStats (finals = linear − ReLU6 per shared seed), so
-    the trend across widths goes through the same paired rule."""
-    lin, rel = stats[_group("linear", width)], stats[_group("relu6", width)]
-    by_seed = dict(zip(rel.seeds, rel.finals))
-    seeds = tuple(s for s in lin.seeds if s in by_seed)
-    diffs = np.array([f - by_seed[s] for s, f in zip(lin.seeds, lin.finals) if s in by_seed])
-    z = np.zeros(1)
-    return common.GroupStats(f"w{width}", np.array([0]), z, z, z, z, diffs, seeds, diffs)
+def _gap_by_seed(groups: Mapping[str, runs.GroupStats], width: float) -> dict[int, float]:
+    """The per-seed gap (linear − ReLU6) at one width, so the trend across widths goes through the
+    same paired rule."""
+    lin, rel = groups[_group("linear", width)].by_seed(), groups[_group("relu6", width)].by_seed()
+    return {s: lin[s] - rel[s] for s in lin if s in rel}
 
 
 ABLATION = Ablation(
@@ -91,7 +86,7 @@ ABLATION = Ablation(
     model="mobilenet_v2",
     variants={_group(act, w): {"model_kwargs.width": w, "model_kwargs.bottleneck_activation": act}
               for w in WIDTHS for act in ("linear", "relu6")},
-    claims=[common.Claim(_group("linear", w), _group("relu6", w), PAPER_GAP_W1 if w == 1.0 else None,
+    claims=[stats.Claim(_group("linear", w), _group("relu6", w), PAPER_GAP_W1 if w == 1.0 else None,
                          "Fig. 6a, read off the curves" if w == 1.0 else "the paper ran width 1.0 only")
             for w in WIDTHS],
     # Sized to finish in about 90 minutes with three other jobs on the 2 cores: batch 32, 300 steps,

@@ -4,7 +4,7 @@
 """
 from mobilenet_jax import cli
 from experiments.ablation import Ablation, main
-from experiments.common import Claim
+from experiments.stats import Claim
 
 _PLACEMENT = {"relu": None, "hswish80": 80, "hswish112": 112, "hswish16": 16}
 # Table 5's four rows (squeeze-excite on, as published). The committed runs also tried each without
@@ -24,17 +24,14 @@ ABLATION = Ablation(
     claims=[Claim("hswish80", "relu", (0.7, 0.7), "Table 5: 75.2 vs 74.5"),
             Claim("hswish16", "hswish80", (0.2, 0.2), "Table 5: 75.4 vs 75.2"),
             Claim("hswish80", "hswish112", (0.2, 0.2), "Table 5: 75.2 vs 75.0")],
-    cpu_overrides={"model_kwargs": {"width": 0.35, "dropout_rate": 0.0, "bn_momentum": 0.9},
-                   "num_train_steps": 450},
-    gpu_overrides={"model_kwargs": {"width": 1.0, "dropout_rate": 0.0, "bn_momentum": 0.9}, "image_size": 96,
-                   "num_train_steps": 5000},
-    runtime=("about 45-60 minutes on 2 CPU cores (4 variants x 5 seeds x 450 steps, V3-Large width 0.35 at 32x32; "
-             "the committed runs took 1.4-4.3 min each for 400 steps with other jobs sharing the cores)"),
+    cpu_overrides={"model_kwargs": {"width": 0.35, "dropout_rate": 0.0, "bn_momentum": 0.9}},
+    gpu_overrides={"model_kwargs": {"width": 1.0, "dropout_rate": 0.0, "bn_momentum": 0.9}, "image_size": 96},
+    runtime=("about 1.5-2 hours on 2 CPU cores (4 variants x 5 seeds, V3-Large width 0.35 at 32x32, each to its "
+             "plateau)"),
     limits=(
-        "Table 5's gaps are 0.2-0.7 points: on 5 seeds a gap that small is only resolved if the seed spread is "
-        "well under a point, which the committed runs (width 0.35, 400 steps, 2 seeds: spreads up to 50 points, "
-        "h-swish@16 without SE 37.2 / 87.3) are far from; curves still rising at 400 steps measure learning speed, "
-        "not the converged accuracy the table reports. Latency (Table 5's other column) is not measured here."),
+        "Table 5's gaps are 0.2-0.7 points: on 5 seeds a gap that small is resolved only if the plateaued runs' "
+        "seed spread is a few tenths of a point; the interval's width says how small a gap this run could have "
+        "missed. Latency (Table 5's other column) is not measured here."),
     labels={"hswish80": "h-swish@80 (paper)", "relu": "ReLU everywhere", "hswish112": "h-swish@112",
             "hswish16": "h-swish@16 (everywhere)"},
 )

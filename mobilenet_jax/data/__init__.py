@@ -14,13 +14,19 @@ from mobilenet_jax.data.pipeline import (
 )
 
 
+def _embedded_size(config: ml_collections.ConfigDict, split: str) -> int:
+    return {"train": config.embedded_num_train, "validation": config.embedded_num_validation}.get(
+        split, config.embedded_num_eval)
+
+
 def embedded_detection_split(config: ml_collections.ConfigDict, split: str) -> dict:
-    """One split ("train" / "eval") of the embedded detection set as the config describes it."""
+    """One split ("train" / "validation" / "eval") of the embedded detection set as the config
+    describes it."""
     from mobilenet_jax.data import embedded_detection as det
 
     low, high = config.embedded_detection_object_size
-    num = config.embedded_num_train if split == "train" else config.embedded_num_eval
-    return det.make_split(split, num, config.image_size, config.seed,
+    draw = config.seed if config.embedded_seed < 0 else config.embedded_seed
+    return det.make_split(split, _embedded_size(config, split), config.image_size, draw,
                           max_boxes=det.MAX_BOXES if config.max_boxes < 0 else config.max_boxes,
                           classes=tuple(config.embedded_detection_classes) or None,
                           max_objects=config.embedded_detection_max_objects, min_size=low, max_size=high)
@@ -44,8 +50,7 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
 
         look = dict(shape_size=tuple(config.embedded_shape_size), noise=tuple(config.embedded_noise))
         eval_split = config.eval_split or "eval"
-        num_eval = {"train": config.embedded_num_train, "validation": config.embedded_num_validation}.get(
-            eval_split, config.embedded_num_eval)
+        num_eval = _embedded_size(config, eval_split)
         draw = config.seed if config.embedded_seed < 0 else config.embedded_seed
         train = embedded.make_split("train", config.embedded_num_train, config.image_size, draw, **look)
         evals = embedded.make_split(eval_split, num_eval, config.image_size, draw, **look)
@@ -53,8 +58,8 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
         info = DatasetInfo("embedded", len(train[1]), len(evals[1]), classes, config.image_size)
         return ArrayDataset(info, train, evals, **common)
     if config.dataset == "embedded_detection":
-        train, evals = (embedded_detection_split(config, s) for s in ("train", "eval"))
-        info = DatasetInfo("embedded_detection", config.embedded_num_train, config.embedded_num_eval,
+        train, evals = (embedded_detection_split(config, s) for s in ("train", config.eval_split or "eval"))
+        info = DatasetInfo("embedded_detection", config.embedded_num_train, len(evals["image"]),
                            embedded_detection_num_classes(config), config.image_size)
         return ArrayDataset(info, train, evals, **common)
     if config.dataset == "coco/2017":

@@ -17,7 +17,7 @@ import numpy as np
 from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
 from mobilenet_jax.detection.layout import pack
 
-_SPLIT_SEEDS = {"train": 10, "eval": 11}
+_SPLIT_SEEDS = {"train": 10, "eval": 11, "validation": 12}
 MAX_BOXES = 8  # object slots per image unless a config says otherwise
 
 

@@ -73,11 +73,13 @@ def default_config() -> ml_collections.ConfigDict:
     c.test_split = ""
     # Stop at a plateau (train/plateau.py): after the eval at which the last
     # `plateau_evals` evaluations have not improved on the best before them by `plateau_delta`
-    # (a fraction: 0.005 = half a point of accuracy), at step >= plateau_min_steps, with the
-    # learning rate still >= plateau_min_lr_fraction of its peak. 0 evals = run the full budget.
+    # (a fraction: 0.005 = half a point of accuracy), at step >= plateau_min_steps, with the best
+    # value so far >= plateau_min_value (a run still at chance has not started) and the learning
+    # rate still >= plateau_min_lr_fraction of its peak. 0 evals = run the full budget.
     c.plateau_evals = 0
     c.plateau_delta = 0.005
     c.plateau_min_steps = 0
+    c.plateau_min_value = 0.0
     c.plateau_min_lr_fraction = 0.5
     # Optimizer (optim.py).
     c.optimizer = "rmsprop"
@@ -185,6 +187,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
     "ema_decay": (0.0, 1.0, "[)"),
     "label_smoothing": (0.0, 1.0, "[)"),
     "plateau_delta": (0.0, 1.0, "[)"),
+    "plateau_min_value": (-_INF, _INF, "()"),
     "plateau_min_lr_fraction": (0.0, 1.0, "[]"),
 }
 
@@ -266,7 +269,7 @@ def validate_config(
             )
     if config.dataset == "embedded_detection":
         _check_embedded_detection(config)
-    if config.dataset == "embedded":
+    if config.dataset in ("embedded", "embedded_detection"):
         _check_embedded(config)
     if config.plateau_evals > 0 and config.eval_every_steps == 0:
         raise ConfigError("config.plateau_evals > 0 stops at a plateau of the periodic evaluations: "
@@ -285,14 +288,14 @@ def validate_config(
 
 
 def _check_embedded(config: ml_collections.ConfigDict) -> None:
-    """The embedded classification set's splits and shape sizes (data/embedded.make_split)."""
+    """The embedded sets' splits, shape sizes and noise (data/embedded.make_split)."""
     from mobilenet_jax.data.embedded import SPLITS
 
     for key in ("eval_split", "test_split"):
         if config[key] and config[key] not in SPLITS:
-            raise ConfigError(f"config.{key}={config[key]!r}: the embedded set's splits are {list(SPLITS)}")
+            raise ConfigError(f"config.{key}={config[key]!r}: the embedded sets' splits are {list(SPLITS)}")
     if config.train_split not in ("", "train"):
-        raise ConfigError(f"config.train_split={config.train_split!r}: the embedded set trains on 'train'")
+        raise ConfigError(f"config.train_split={config.train_split!r}: the embedded sets train on 'train'")
     size = tuple(config.embedded_shape_size)
     if len(size) != 2 or not all(isinstance(v, (int, float)) for v in size) or not 0 < size[0] <= size[1] < 0.95:
         raise ConfigError(f"config.embedded_shape_size={size} must be (min, max) with "

@@ -82,7 +82,7 @@ def _plateau_at(config, history: list[tuple[int, float]], schedule) -> int | Non
     peak = peak_learning_rate(config)
     steps, values = zip(*history)
     i = plateau.plateau_index(steps, values, k=config.plateau_evals, delta=config.plateau_delta,
-                              min_step=config.plateau_min_steps,
+                              min_step=config.plateau_min_steps, min_value=config.plateau_min_value,
                               lr_fraction=lambda s: float(schedule(s)) / peak,
                               min_lr_fraction=config.plateau_min_lr_fraction)
     return None if i is None else int(steps[i])

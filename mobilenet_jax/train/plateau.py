@@ -3,9 +3,10 @@ stop (config.plateau_*) and by the experiments' reports to flag each run.
 
 A run has plateaued at its i-th evaluation when the ``k`` evaluations after it never improve
 on the best value up to it by ``delta`` or more (max(v[i+1..i+k]) - max(v[..i]) < delta),
-the i-th evaluation is at step >= ``min_step``, and the learning rate there is still at least
-``min_lr_fraction`` of its peak: a flat tail under a schedule that has run out is no plateau,
-and a run still at chance before ``min_step`` is not called flat.
+the i-th evaluation is at step >= ``min_step``, the best value up to it is at least
+``min_value``, and the learning rate there is still at least ``min_lr_fraction`` of its peak:
+a flat tail under a schedule that has run out is no plateau, and a run that has not started
+learning (still at chance: below ``min_value``, or before ``min_step``) is not called flat.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 
 def plateau_index(
     steps: Sequence[int], values: Sequence[float], *, k: int, delta: float, min_step: int = 0,
-    lr_fraction: Callable[[int], float] | None = None, min_lr_fraction: float = 0.0,
+    min_value: float = -np.inf, lr_fraction: Callable[[int], float] | None = None, min_lr_fraction: float = 0.0,
 ) -> int | None:
     """The index of the first evaluation the run plateaued at (see the module docstring), or
     None (still improving, or fewer than ``k`` evaluations after any candidate)."""
@@ -27,7 +28,7 @@ def plateau_index(
         raise ValueError(f"{len(steps)} steps but {len(v)} values")
     best = np.maximum.accumulate(v) if v.size else v
     for i in range(len(v) - k):
-        if steps[i] < min_step:
+        if steps[i] < min_step or best[i] < min_value:
             continue
         if lr_fraction is not None and lr_fraction(int(steps[i])) < min_lr_fraction:
             continue
