@@ -1,4 +1,4 @@
-"""MobileNetV1 1.0-224 on ImageNet (MobileNets Sec. 3.2; papers.md "Training setup").
+"""MobileNetV1 1.0-224 on ImageNet (MobileNets Sec. 3.2; docs/papers.md "Training recipes").
 
 The paper: TF RMSProp, asynchronous, "similar to Inception V3", little augmentation, no
 label smoothing, very little or no weight decay on depthwise filters. Values the paper does

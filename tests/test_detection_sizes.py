@@ -1,5 +1,5 @@
 """SSDLite-MobileNetV2 at 320x320 (V2 Table 6: 4.3M parameters, 0.8B multiply-adds), counted
-from the model and from a formula built on Keras's MobileNetV2 counts (docs/papers facts)."""
+from the model and from a formula built on Keras's MobileNetV2 counts (docs/papers.md)."""
 import pytest
 
 from mobilenet_jax.models import create_model

@@ -151,7 +151,7 @@ def test_v3_se_is_a_quarter_of_the_expansion_rounded_to_8():
 
 @pytest.mark.parametrize("name,resolution", [("mobilenet_v2", 224), ("mobilenet_v3_large", 224), ("mobilenet_v3_small", 224), ("xception", 299)])
 def test_papers_sizes(name, resolution):
-    """Within the tolerances papers.md documents (V3-L's count sits 1.1% under its 219M)."""
+    """Within the tolerances docs/papers.md documents (V3-L's count sits 1.1% under its 219M)."""
     paper = {
         "mobilenet_v2": (3.4e6, 300e6, 0.035, 0.005),
         "mobilenet_v3_large": (5.4e6, 219e6, 0.02, 0.012),

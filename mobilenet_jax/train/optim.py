@@ -1,6 +1,6 @@
 """The papers' optimizers and learning-rate schedules, in optax.
 
-Recipes (see configs/ and papers.md "Training setup"):
+Recipes (see configs/ and docs/papers.md "Training recipes"):
   V1 (Sec. 3.2), V2 (Sec. 6.1): TF RMSProp, decay = momentum = 0.9, weight decay 4e-5
     (V1: "very little or no weight decay on the depthwise filters"); V2: lr 0.045 x 0.98
     per epoch.
