@@ -238,8 +238,10 @@ def _check_same_config(stored: Any, config: Any, final_path: Path) -> None:
         f"{b.get(key, '<default>')!r}: pass --rerun to train it again, or --out for a fresh results directory")
 
 
-def find_finished_run(root: str | Path, config: Any, *, exclude: Path | None = None) -> Path | None:
-    """A finished run under ``root/<experiment>/runs/`` whose relevant settings equal ``config``'s."""
+def find_finished_run(root: str | Path, config: Any, *, metric: str = "eval_accuracy",
+                      exclude: Path | None = None) -> Path | None:
+    """A finished run under ``root/<experiment>/runs/`` whose relevant settings equal ``config``'s and
+    whose record holds the curve of ``metric``."""
     root = paths.resolve(root, "--out")
     defaults = _schema_defaults()
     want = _relevant(config, defaults)
@@ -247,7 +249,8 @@ def find_finished_run(root: str | Path, config: Any, *, exclude: Path | None = N
         if exclude is not None and final_path.parent.parent.parent == exclude:
             continue
         final = read_json(final_path)
-        if "shared_from" not in final.get("summary", {}) and _relevant(final.get("config"), defaults) == want:
+        if ("shared_from" not in final.get("summary", {}) and final.get("metric", metric) == metric
+                and _relevant(final.get("config"), defaults) == want):
             return final_path.parent
     return None
 
@@ -313,7 +316,7 @@ def run_sweep(
             log(f"[{i}/{len(specs)}] {spec.run_id}: finished earlier, skipped")
             results.append(_result_from_final(final, resumed=True))
             continue
-        source = None if (rerun or share_root is None) else find_finished_run(share_root, spec.config, exclude=exp_dir)
+        source = None if (rerun or share_root is None) else find_finished_run(share_root, spec.config, metric=metric, exclude=exp_dir)
         if source is not None:
             results.append(_copy_run(source, workdir, spec, share_root))
             log(f"[{i}/{len(specs)}] {spec.run_id}: the same run as {results[-1].summary['shared_from']}, shared")
@@ -406,9 +409,9 @@ def aggregate(results: Sequence[RunResult], groups: Sequence[str] | None = None,
             idx = np.searchsorted(r.curve.steps, steps, side="right") - 1
             filled.append(np.where(idx >= 0, r.curve.values[np.maximum(idx, 0)], np.nan))
         values = np.stack(filled)  # (seeds, steps)
-        shared = min(int(r.curve.steps[-1]) for r in runs)
-        upto = steps <= shared
-        if not np.isfinite(values[:, upto]).all() or not upto.any():
+        first, last = max(int(r.curve.steps[0]) for r in runs), min(int(r.curve.steps[-1]) for r in runs)
+        upto = (steps >= first) & (steps <= last)  # the steps every seed evaluated
+        if not upto.any():
             raise ValueError(f"group {group!r}: the seeds' curves share no evaluation step")
         stats[group] = GroupStats(
             group=group, steps=steps, mean=np.nanmean(values, 0), lo=np.nanmin(values, 0), hi=np.nanmax(values, 0),

@@ -85,7 +85,7 @@ def t_test_p(diffs: np.ndarray) -> float:
     """Two-sided p-value of the paired t test that the mean difference is 0 (1 with n < 2)."""
     if diffs.size < 2:
         return 1.0
-    if np.all(diffs == diffs[0]):
+    if np.ptp(diffs) <= 1e-12 * max(1.0, float(np.abs(diffs).max())):  # no spread: a t test is undefined
         return 0.0 if diffs[0] != 0 else 1.0
     return float(sps.ttest_1samp(diffs, 0.0).pvalue)
 
@@ -96,7 +96,7 @@ def tost_p(diffs: np.ndarray, margin: float) -> float:
     margin (equivalently, the 1 − 2α interval lies inside ±margin)."""
     if diffs.size < 2:
         return 1.0
-    if np.all(diffs == diffs[0]):
+    if np.ptp(diffs) <= 1e-12 * max(1.0, float(np.abs(diffs).max())):
         return 0.0 if abs(diffs[0]) < margin else 1.0
     lower = sps.ttest_1samp(diffs, -margin, alternative="greater").pvalue
     upper = sps.ttest_1samp(diffs, margin, alternative="less").pvalue

@@ -35,7 +35,7 @@ def gap_vs_width(groups: Mapping[str, runs.GroupStats], configs: Mapping[str, An
     """The figure: paired gap (linear − ReLU6) with its 95% t interval against width, the paper's
     width-1.0 range beside it; a table of the same; the trend (narrowest gap − widest gap, paired by seed)."""
     widths = [w for w in WIDTHS if _group("linear", w) in groups and _group("relu6", w) in groups]
-    gaps = [stats.mean_ci(_gap_by_seed(groups, w).values()) for w in widths]
+    gaps = [stats.mean_ci(list(_gap_by_seed(groups, w).values())) for w in widths]
     plt = plots._pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     finite = [np.isfinite(g.half_width) for g in gaps]
@@ -89,27 +89,15 @@ ABLATION = Ablation(
     claims=[stats.Claim(_group("linear", w), _group("relu6", w), PAPER_GAP_W1 if w == 1.0 else None,
                          "Fig. 6a, read off the curves" if w == 1.0 else "the paper ran width 1.0 only")
             for w in WIDTHS],
-    # Sized to finish in about 90 minutes with three other jobs on the 2 cores: batch 32, 300 steps,
-    # 3 evals (at batch 64 a run took 2-5 minutes under that load, 2.5 hours for the sweep).
-    cpu_overrides={"num_train_steps": 300, "batch_size": 32, "embedded_num_eval": 2000, "eval_every_steps": 100},
-    gpu_overrides={"num_train_steps": 3000},
-    runtime=("about 60-90 minutes on 2 CPU cores (8 variants x 5 seeds x 300 steps of batch 32, 32x32; the first "
-             "run of each variant compiles). Measured: 1-6 min a run with three other jobs on the cores; the committed "
-             "sweep ran as two processes (seeds 0-2, seeds 4 and 3) to finish in time"),
+    # Every width to its plateau on the proxy task; the width-1.0 pair is v2_bottleneck's runs.
+    cpu_overrides={"model_kwargs": {"dropout_rate": 0.0, "bn_momentum": 0.9}},
+    gpu_overrides={},
+    runtime=("about 4-5 hours on 2 CPU cores (8 variants x 5 seeds, 32x32, each to its plateau; the width-1.0 pair "
+             "is shared with v2_bottleneck when its runs exist)"),
     limits=(
-        "300 steps of batch 32 are 1.2 epochs of 8,000 images: no run reaches a plateau (three evals cannot show "
-        "one), so each gap measures how much faster the linear bottleneck starts learning at this budget, not the "
-        "converged accuracy. In the committed sweep every ReLU6 network is still at chance (10%, ten classes: "
-        "10.5-11.3% on average) while every linear one has started (15-18%): the gap is 'which starts first', "
-        "bounded by how far the linear network got, and it does not shrink with width at this budget; whether the "
-        "converged gap shrinks as Sec. 3.2 predicts needs the plateau this sweep cannot afford on 2 shared cores "
-        "(`--set num_train_steps=...`, or `--scale gpu`). At width 0.35, for the record (the embedded recipe's 1,560 steps at width 0.35 gave ReLU6 39.5% vs linear 97.8%, so "
-        "there the gap persists far past the start). 2,000 eval images (to fit the time; the defaults elsewhere use "
-        "4,000): binomial s.e. 0.7-0.9 points, about the seed spread of the finals (0.2-1.3 points), not below it; "
-        "the seed-paired intervals do not include that sampling noise, which is small against gaps of 5-6 points. The "
-        "widths share one learning rate (0.02), tuned for width 0.35. A pilot at batch 64 (seed 0 only, not "
-        "committed) gave linear 20.4 / 21.6 / 22.0% vs ReLU6 10.4 / 12.6% at widths 0.35 / 0.5 / 0.75 after 300 "
-        "steps."),
+        "The width-1.0 pair is v2_bottleneck's runs, shared (each run's final.json says so). The widths share one "
+        "recipe (learning rate 0.02, chosen on V2-0.35 and Xception-0.25 pilots). The trend claim pairs each seed's "
+        "gap at the narrowest width with its gap at the widest."),
     labels={},
     extra=gap_vs_width,
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import common, relu_manifold, report
+from experiments import plots, relu_manifold, report, reports, runs, stats
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def test_manifold_cli_writes_figures_numbers_and_report(tmp_path):
     out = tmp_path / "relu_manifold"
     for name in ("figure1_relu.png", "figure1_relu6.png", "metrics_vs_n.png", "summary.csv", "per_T.csv", "report.md"):
         assert (out / name).stat().st_size > 0, name
-    rows = common.read_csv(out / "summary.csv")
+    rows = runs.read_csv(out / "summary.csv")
     assert {(r["activation"], int(r["n"])) for r in rows} == {(a, n) for a in relu_manifold.ACTIVATIONS for n in (2, 3, 4, 5, 15, 30)}
     text = (out / "report.md").read_text()
     assert "The paper's claim" in text and "figure1_relu.png" in text
@@ -111,117 +111,237 @@ def _fake_run_fn(calls: list):
 
 
 def test_sweep_runs_each_config_and_resumes(tmp_path):
-    specs = common.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
+    specs = runs.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
     # seed-major: a sweep stopped early still has every variant at its first seeds, paired
     assert [s.run_id for s in specs] == ["good-s0", "bad-s0", "good-s1", "bad-s1", "good-s2", "bad-s2"]
     calls: list = []
-    first = common.run_sweep(specs[:4], _fake_run_fn(calls), tmp_path, log=lambda _: None)  # "interrupted" after 4
+    first = runs.run_sweep(specs[:4], _fake_run_fn(calls), tmp_path, log=lambda _: None)  # "interrupted" after 4
     assert len(calls) == 4 and not any(r.resumed for r in first)
     assert (tmp_path / "runs" / "good-s0" / "final.json").exists()
-    everything = common.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    everything = runs.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
     assert len(calls) == 6, "finished runs must be skipped"
     assert calls[4:] == [(0.9, 2), (0.6, 2)]
     assert [r.resumed for r in everything] == [True] * 4 + [False] * 2
     np.testing.assert_allclose(everything[0].curve.values, first[0].curve.values)  # read back identically
-    common.run_sweep(specs[:1], _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
+    runs.run_sweep(specs[:1], _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
     assert len(calls) == 7
 
 
 def test_finished_run_of_another_config_is_refused_not_reused(tmp_path):
     calls: list = []
-    common.run_sweep(common.with_seeds({"a": {"quality": 0.8, "lr": 0.02}}, [0]), _fake_run_fn(calls), tmp_path,
+    runs.run_sweep(runs.with_seeds({"a": {"quality": 0.8, "lr": 0.02}}, [0]), _fake_run_fn(calls), tmp_path,
                      log=lambda _: None)
-    changed = common.with_seeds({"a": {"quality": 0.8, "lr": 0.05}}, [0])
+    changed = runs.with_seeds({"a": {"quality": 0.8, "lr": 0.05}}, [0])
     with pytest.raises(ValueError, match=r"lr=0.02, this sweep asks for 0.05: pass --rerun"):
-        common.run_sweep(changed, _fake_run_fn(calls), tmp_path, log=lambda _: None)
-    common.run_sweep(changed, _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
+        runs.run_sweep(changed, _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    runs.run_sweep(changed, _fake_run_fn(calls), tmp_path, rerun=True, log=lambda _: None)
     assert len(calls) == 2
 
 
 def test_interrupted_run_without_final_json_is_run_again(tmp_path):
     calls: list = []
-    specs = common.with_seeds({"a": {"quality": 0.8}}, seeds=[0])
+    specs = runs.with_seeds({"a": {"quality": 0.8}}, seeds=[0])
     workdir = tmp_path / "runs" / "a-s0"
     workdir.mkdir(parents=True)
     (workdir / "metrics.jsonl").write_text('{"step": 10, "split": "eval", "accuracy": 0.1}\n')  # crashed mid-run
-    common.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    runs.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
     assert len(calls) == 1
 
 
 def test_aggregate_mean_spread_and_comparison(tmp_path):
-    specs = common.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
-    results = common.run_sweep(specs, _fake_run_fn([]), tmp_path, log=lambda _: None)
-    stats = common.aggregate(results)
-    assert list(stats) == ["good", "bad"]
-    good, bad = stats["good"], stats["bad"]
-    assert good.steps.tolist() == [10, 20, 30, 40, 50] and good.n == 3
-    finals = [r.curve.final for r in results if r.group == "good"]
+    specs = runs.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
+    results = runs.run_sweep(specs, _fake_run_fn([]), tmp_path, log=lambda _: None)
+    groups = runs.aggregate(results)
+    assert list(groups) == ["good", "bad"]
+    good, bad = groups["good"], groups["bad"]
+    assert good.steps.tolist() == [10, 20, 30, 40, 50] and good.n == 3 and good.seeds == (0, 1, 2)
+    finals = [r.curve.final for r in results if r.group == "good"]  # no test_accuracy: the curve's last value
     assert good.final_mean == pytest.approx(np.mean(finals)) and good.final_std == pytest.approx(np.std(finals, ddof=1))
     assert np.all(good.lo <= good.mean) and np.all(good.mean <= good.hi) and np.all(good.hi - good.lo > 0)
-    assert common.decide(stats, common.Claim("good", "bad")).outcome == "agrees"
-    assert common.decide(stats, common.Claim("good", "good")).outcome == "inconclusive"
-    assert [r.run_id for r in common.load_runs(tmp_path)] == sorted(s.run_id for s in specs)  # rebuilt from disk
-    rows = common.summary_rows(stats)
+    assert good.plateau_steps == (-1, -1, -1) and not good.all_plateaued
+    claim = stats.Claim("good", "bad")
+    assert stats.decide(good.by_seed(), bad.by_seed(), claim).outcome == "agrees"
+    assert stats.decide(good.by_seed(), good.by_seed(), stats.Claim("good", "good")).outcome == "inconclusive"
+    assert [r.run_id for r in runs.load_runs(tmp_path)] == sorted(s.run_id for s in specs)  # rebuilt from disk
+    rows = reports.summary_rows(groups)
     assert rows[0]["group"] == "good" and rows[0]["eval_accuracy_mean"] == pytest.approx(good.final_mean)
-    assert len(common.curves_rows(results)) == 6 * 5
+    assert len(reports.curves_rows(results)) == 6 * 5
 
 
-def test_aggregate_uses_steps_common_to_all_seeds():
-    c1 = common.Curve(np.array([10, 20, 30]), np.array([0.1, 0.2, 0.3]))
-    c2 = common.Curve(np.array([10, 20]), np.array([0.3, 0.4]))
-    runs = [common.RunResult(f"a-s{i}", "a", i, {}, c, 0.0, False) for i, c in enumerate((c1, c2))]
-    s = common.aggregate(runs)["a"]
-    assert s.steps.tolist() == [10, 20]
-    np.testing.assert_allclose(s.mean, [0.2, 0.3])
-    np.testing.assert_allclose(s.finals, [0.2, 0.4])
+def _result(seed, steps, values, group="a", **summary):
+    curve = runs.Curve(np.array(steps, dtype=np.int64), np.array(values, dtype=np.float64))
+    return runs.RunResult(f"{group}-s{seed}", group, seed, summary, curve, 0.0, False)
 
 
-def test_read_metrics_jsonl_formats_and_errors(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text(
+def test_aggregate_runs_that_stopped_at_different_steps():
+    """Seed 0 stopped at its plateau after its evaluation at step 20, seed 1 ran its budget to 40: the
+    mean and band hold a stopped run's last value, the speed is the mean over the steps both ran, the
+    final value is the held-out one from the run's summary (the curve's last value without one)."""
+    results = [
+        _result(1, [10, 20, 30, 40], [0.3, 0.5, 0.6, 0.7], test_accuracy=0.65, plateau_step=-1),
+        _result(0, [10, 20], [0.1, 0.2], test_accuracy=0.25, plateau_step=10),
+        _result(2, [10, 20, 30], [0.2, 0.4, 0.5], group="b"),  # no summary: the curve's last value
+        _result(3, [10, 20, 30], [0.3, 0.3, 0.3], group="b", plateau_step=10),
+    ]
+    groups = runs.aggregate(results)
+    a, b = groups["a"], groups["b"]
+    assert a.seeds == (0, 1)  # sorted by seed, not input order
+    assert a.steps.tolist() == [10, 20, 30, 40]
+    np.testing.assert_allclose(a.mean, [0.2, 0.35, 0.4, 0.45])  # seed 0 held at 0.2 from step 20 on
+    np.testing.assert_allclose(a.lo, [0.1, 0.2, 0.2, 0.2])
+    np.testing.assert_allclose(a.hi, [0.3, 0.5, 0.6, 0.7])
+    np.testing.assert_allclose(a.speeds, [0.15, 0.4])  # over steps 10-20, the steps both ran
+    np.testing.assert_allclose(a.finals, [0.25, 0.65])  # summary test_accuracy, not the curves
+    assert a.by_seed() == {0: 0.25, 1: 0.65} and a.by_seed("speed") == pytest.approx({0: 0.15, 1: 0.4})
+    assert a.plateau_steps == (10, -1) and not a.all_plateaued
+    np.testing.assert_allclose(b.finals, [0.5, 0.3])  # fallback: the last point of each curve
+    assert b.plateau_steps == (-1, 10)
+    np.testing.assert_allclose(runs.aggregate(results, final_key="missing")["a"].finals, [0.2, 0.7])
+    assert list(runs.aggregate(results, ["b", "a"])) == ["b", "a"]
+    with pytest.raises(ValueError, match="no runs"):
+        runs.aggregate(results, ["a", "c"])
+    plateaued = runs.aggregate([_result(0, [10, 20], [0.1, 0.2], plateau_step=10),
+                                _result(1, [10, 20, 30], [0.1, 0.2, 0.2], plateau_step=10)])["a"]
+    assert plateaued.all_plateaued
+    with pytest.raises(ValueError, match="share no evaluation step"):
+        runs.aggregate([_result(0, [30, 40], [0.1, 0.2]), _result(1, [10, 20], [0.1, 0.2])])
+
+
+def test_read_curve_from_a_trainer_metrics_file(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
         '{"step": 5, "split": "train", "loss": 2.0, "accuracy": 0.99}\n'
-        '{"step": 10, "split": "eval", "accuracy": 0.5}\n'
-        '{"step": 20, "eval_accuracy": 0.6}\n'
-        '{"step": 10, "split": "eval", "accuracy": 0.55}\n'  # resumed: last value wins
+        '{"step": 10, "split": "eval", "accuracy": 0.5, "AP": 0.1}\n'
+        '{"step": 20, "split": "eval", "accuracy": 0.6, "AP": 0.2}\n'
+        '{"step": 20, "split": "stop", "plateau_step": 10}\n'
+        '{"step": 10, "split": "eval", "accuracy": 0.55}\n'  # a step logged twice: the last value wins
+        '{"step": 30, "split": "eval", "loss": 1.0}\n'  # no accuracy at this step
+        '{"step": 20, "split": "test", "accuracy": 0.58}\n'
     )
-    curve = common.read_metrics_jsonl(path)
-    assert curve.steps.tolist() == [10, 20] and curve.values.tolist() == [0.55, 0.6]
-    assert common.read_metrics_jsonl(path, "train_loss").values.tolist() == [2.0]
-    path.write_text('{"step": 1}\nnot json\n')
-    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
-        common.read_metrics_jsonl(path)
+    curve = runs.read_curve(tmp_path)
+    assert curve.steps.tolist() == [10, 20] and curve.values.tolist() == [0.55, 0.6] and curve.final == 0.6
+    assert curve.steps.dtype == np.int64 and curve.values.dtype == np.float64
+    assert runs.read_curve(tmp_path, "train_loss").values.tolist() == [2.0]
+    assert runs.read_curve(tmp_path, "eval_AP").values.tolist() == [0.1, 0.2]
+    assert runs.read_curve(tmp_path, "test_accuracy").steps.tolist() == [20]
+    assert runs.read_curve(tmp_path, "eval_loss").steps.tolist() == [30]
+    empty = runs.read_curve(tmp_path / "nothing")  # no metrics.jsonl: an empty curve
+    assert empty.steps.size == 0
+    with pytest.raises(ValueError, match="empty curve"):
+        empty.final
+    with pytest.raises(ValueError, match="one shape"):
+        runs.Curve(np.array([1, 2]), np.array([0.1]))
+
+
+# ---------------------------------------------------------------- which finished runs are reused
+
+
+def _trainer_like(**changes):
+    """A config shaped like the trainer's: a few keys at their schema defaults, one not, one execution key."""
+    config = {"quality": 0.8, "learning_rate": 0.02, "plateau_evals": 0, "num_devices": 1, "progress_bar": False,
+              "model_kwargs": {"width": 0.5}}
+    config.update(changes)
+    return config
+
+
+def test_config_identity_ignores_defaults_and_execution_keys_not_settings(tmp_path):
+    from mobilenet_jax.train.config import default_config
+
+    assert default_config().plateau_evals == 0 and default_config().learning_rate != 0.02  # the premise
+    calls: list = []
+    old = _trainer_like()
+    del old["plateau_evals"]  # a run finished before the trainer had this key
+    runs.run_sweep(runs.with_seeds({"a": old}, [0]), _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    final = runs.read_json(tmp_path / "runs" / "a-s0" / "final.json")
+    assert "plateau_evals" not in final["config"] and len(calls) == 1
+
+    def sweep(**changes):
+        return runs.run_sweep(runs.with_seeds({"a": _trainer_like(**changes)}, [0]), _fake_run_fn(calls), tmp_path,
+                              log=lambda _: None)
+
+    assert sweep()[0].resumed and len(calls) == 1  # the new key at its default: the same run
+    assert sweep(num_devices=8, progress_bar=True)[0].resumed and len(calls) == 1  # how it ran, not what
+    with pytest.raises(ValueError, match=r"learning_rate=0.02, this sweep asks for 0.05: pass --rerun"):
+        sweep(learning_rate=0.05)
+    with pytest.raises(ValueError, match=r"plateau_evals='<default>', this sweep asks for 4"):
+        sweep(plateau_evals=4)  # the new key set away from its default: a different run
+    with pytest.raises(ValueError, match=r"model_kwargs.width=0.5, this sweep asks for 0.75"):
+        sweep(model_kwargs={"width": 0.75})
+    assert len(calls) == 1
+    defaults = runs._schema_defaults()
+    assert runs._relevant({"learning_rate": 0.02, "plateau_evals": 0, "num_devices": 8, "seed": 0}, defaults) == {
+        "learning_rate": 0.02}
+
+
+def _raising_run_fn(config, workdir):
+    raise AssertionError(f"run_fn called for {workdir}: the finished run should have been shared")
+
+
+def test_a_finished_run_of_another_experiment_is_shared_not_trained(tmp_path):
+    calls: list = []
+    base = runs.with_seeds({"v2": _trainer_like()}, [0, 1])
+    first = runs.run_sweep(base, _fake_run_fn(calls), tmp_path / "exp_a", log=lambda _: None)
+    assert len(calls) == 2
+    # another experiment: the same network under another name, run on another device count
+    specs = runs.with_seeds({"bottleneck": _trainer_like(num_devices=4)}, [0, 1])
+    shared = runs.run_sweep(specs, _raising_run_fn, tmp_path / "exp_b", share_root=tmp_path, log=lambda _: None)
+    assert [r.summary["shared_from"] for r in shared] == ["exp_a/v2-s0", "exp_a/v2-s1"]
+    assert [(r.run_id, r.group, r.seed, r.resumed) for r in shared] == [
+        ("bottleneck-s0", "bottleneck", 0, True), ("bottleneck-s1", "bottleneck", 1, True)]
+    for a, b in zip(first, shared):
+        np.testing.assert_array_equal(a.curve.values, b.curve.values)
+        assert {k: v for k, v in b.summary.items() if k != "shared_from"} == a.summary
+    workdir = tmp_path / "exp_b" / "runs" / "bottleneck-s0"
+    final = runs.read_json(workdir / "final.json")
+    assert final["run_id"] == "bottleneck-s0" and final["group"] == "bottleneck"
+    assert final["config"]["num_devices"] == 4 and final["summary"]["shared_from"] == "exp_a/v2-s0"
+    assert (workdir / "metrics.jsonl").read_text() == (tmp_path / "exp_a" / "runs" / "v2-s0" / "metrics.jsonl").read_text()
+    assert "shared_from" not in runs.read_json(tmp_path / "exp_a" / "runs" / "v2-s0" / "final.json")["summary"]
+    # a third experiment finds the original, never a copy
+    third = runs.run_sweep(runs.with_seeds({"c": _trainer_like()}, [0]), _raising_run_fn, tmp_path / "exp_c",
+                           share_root=tmp_path, log=lambda _: None)
+    assert third[0].summary["shared_from"] == "exp_a/v2-s0"
+    # a run of other settings (another learning rate, another seed) is trained, not shared
+    other = runs.with_seeds({"v2": _trainer_like(learning_rate=0.05)}, [0]) + runs.with_seeds({"v2": _trainer_like()}, [7])
+    trained = runs.run_sweep(other, _fake_run_fn(calls), tmp_path / "exp_d", share_root=tmp_path, log=lambda _: None)
+    assert len(calls) == 4 and not any("shared_from" in r.summary for r in trained)
+    # without share_root, or with --rerun, nothing is shared
+    runs.run_sweep(base[:1], _fake_run_fn(calls), tmp_path / "exp_e", log=lambda _: None)
+    runs.run_sweep(base[:1], _fake_run_fn(calls), tmp_path / "exp_f", share_root=tmp_path, rerun=True, log=lambda _: None)
+    assert len(calls) == 6
+    assert runs.find_finished_run(tmp_path, _trainer_like(learning_rate=0.3)) is None
 
 
 def test_sweep_rejects_bad_input(tmp_path):
-    specs = common.with_seeds({"a": {"quality": 0.5}}, seeds=[0])
+    specs = runs.with_seeds({"a": {"quality": 0.5}}, seeds=[0])
     with pytest.raises(ValueError, match="duplicate"):
-        common.run_sweep(specs + specs, _fake_run_fn([]), tmp_path, log=lambda _: None)
+        runs.run_sweep(specs + specs, _fake_run_fn([]), tmp_path, log=lambda _: None)
     with pytest.raises(ValueError, match="run id"):
-        common.run_sweep([common.RunSpec("../x", "a", 0, {})], _fake_run_fn([]), tmp_path, log=lambda _: None)
-    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
-        common.run_sweep(specs, lambda c, w: {"eval_accuracy": 1.0}, tmp_path / "other", log=lambda _: None)
+        runs.run_sweep([runs.RunSpec("../x", "a", 0, {})], _fake_run_fn([]), tmp_path, log=lambda _: None)
+    with pytest.raises(ValueError, match="logged no 'eval_accuracy'"):  # no metrics.jsonl written
+        runs.run_sweep(specs, lambda c, w: {"eval_accuracy": 1.0}, tmp_path / "other", log=lambda _: None)
+    assert not (tmp_path / "other" / "runs" / "a-s0" / "final.json").exists()
     with pytest.raises(TypeError, match="dict"):
-        common.run_sweep(specs, lambda c, w: 0.5, tmp_path / "third", log=lambda _: None)
+        runs.run_sweep(specs, lambda c, w: 0.5, tmp_path / "third", log=lambda _: None)
 
 
 def test_plots_and_report_gathering(tmp_path):
-    results = common.run_sweep(
-        common.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1]),
+    results = runs.run_sweep(
+        runs.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1]),
         _fake_run_fn([]), tmp_path / "fake", log=lambda _: None)
-    stats = common.aggregate(results)
-    exp = common.experiment_dir("fake", tmp_path)
-    common.plot_curves(stats, exp / "curves.png", title="fake")
-    common.plot_tradeoff([common.TradeoffPoint("a", 5e7, 0.6, 0.01, "w=0.5"), common.TradeoffPoint("b", 2e8, 0.7, 0.01, "w=0.5")],
+    groups = runs.aggregate(results)
+    exp = runs.experiment_dir("fake", tmp_path)
+    plots.plot_curves(groups, exp / "curves.png", title="fake")
+    plots.plot_tradeoff([plots.TradeoffPoint("a", 5e7, 0.6, 0.01, "w=0.5"), plots.TradeoffPoint("b", 2e8, 0.7, 0.01, "w=0.5")],
                          exp / "tradeoff.png", title="fake")
-    common.plot_bars(["good", "bad"], [0.9, 0.6], [0.01, 0.02], exp / "bars.png", title="fake")
+    plots.plot_bars(["good", "bad"], [0.9, 0.6], [0.01, 0.02], exp / "bars.png", title="fake")
     for name in ("curves.png", "tradeoff.png", "bars.png"):
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"
-    common.write_report(exp, title="Fake experiment", paper_claim="good > bad.", outcome="**Supported.** yes.",
+    reports.write_report(exp, title="Fake experiment", paper_claim="good > bad.", outcome="**Supported.** yes.",
                         command="python -m experiments.fake", figures=[("curves", "curves.png")],
-                        sections=[("Table", common.markdown_table(["a", "b"], [[1, 2]]))])
+                        sections=[("Table", reports.markdown_table(["a", "b"], [[1, 2]]))])
     with pytest.raises(FileNotFoundError):
-        common.write_report(exp, title="x", paper_claim="", outcome="", command="", figures=[("c", "missing.png")])
+        reports.write_report(exp, title="x", paper_claim="", outcome="", command="", figures=[("c", "missing.png")])
     page = report.gather(tmp_path)
     assert "](fake/curves.png)" in page and "## Fake experiment" in page and "| Supported. |" in page
     with pytest.raises(ValueError, match="cells"):
-        common.markdown_table(["a"], [[1, 2]])
+        reports.markdown_table(["a"], [[1, 2]])

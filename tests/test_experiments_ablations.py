@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import ablation, common, detection_backbones, v1_full_conv, v1_tradeoffs, v2_bottleneck
+from experiments import ablation, detection_backbones, runs, stats, v1_full_conv, v1_tradeoffs, v2_bottleneck
 from experiments import v2_bottleneck_width, v2_shortcut
 from experiments import v3_nonlinearity, xception_activation, xception_residual
 
@@ -62,12 +62,43 @@ def test_every_claim_names_two_variants_and_the_verdict_counts_them():
         assert {ab.claims[0].better, ab.claims[0].worse} <= set(ab.variants), script.__name__  # the smoke pair runs
         assert declared & set(ab.variants), script.__name__
     f = np.array([0.80, 0.81, 0.82, 0.80, 0.83])
-    stats = {g: common.GroupStats(g, np.array([1]), f[:1], f[:1], f[:1], f[:1], f + d, tuple(range(5)), f + d)
-             for g, d in (("a", 0.2), ("b", 0.0), ("c", 0.0))}
-    head, verdicts = ablation.verdict(stats, [common.Claim("a", "b", (20.0, 20.0)), common.Claim("b", "c"),
-                                              common.Claim("a", "missing")])
+    groups = {g: runs.GroupStats(g, np.array([1]), f[:1], f[:1], f[:1], f + d, tuple(range(5)), f + d, plateau)
+              for g, d, plateau in (("a", 0.2, (100,) * 5), ("b", 0.0, (200,) * 5), ("c", 0.0, (-1,) * 5))}
+    head, verdicts = ablation.verdict(groups, [stats.Claim("a", "b", (20.0, 20.0)), stats.Claim("b", "c"),
+                                               stats.Claim("a", "missing")])
     assert [v.outcome for v in verdicts] == ["agrees", "inconclusive"]  # a claim whose variant did not run is left out
     assert head == "1 agrees, 1 inconclusive; size vs the paper: 1 consistent"
+    # every run of a and b stopped at its plateau; c ran its budget
+    assert [v.budget for v in verdicts] == ["plateau", "fixed budget"]
+    assert [v.p_holm for v in verdicts] == pytest.approx(stats.holm([v.p for v in verdicts]))
+    assert [v.holm_outcome for v in verdicts] == ["agrees", "inconclusive"]
+    table = ablation.verdict_table(verdicts).splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert "p (Holm)" in header and "Holm verdict" in header and "runs" in header
+    row = dict(zip(header, (c.strip() for c in table[2].strip("|").split("|"))))
+    assert row["runs"] == "plateau" and row["Holm verdict"] == "agrees" and row["verdict"] == "agrees"
+    records = ablation.verdict_records(verdicts)
+    assert records[0]["budget"] == "plateau" and records[0]["holm_outcome"] == "agrees"
+    assert records[0]["p_holm"] == pytest.approx(verdicts[0].p_holm)
+    # an equality claim's row names its margin
+    same = ablation.verdict(groups, [stats.Claim("b", "c", relation="=", margin=1.0)])[1]
+    assert same[0].outcome == "agrees" and "b = c ± 1" in ablation.verdict_table(same)
+    speed = ablation.verdict(groups, [stats.Claim("a", "b", metric="speed")])[1]
+    assert speed[0].budget == "fixed budget"  # a speed claim is a fixed-budget claim by definition
+
+
+@pytest.mark.parametrize("script", [
+    *SCRIPTS, v1_full_conv, v2_bottleneck_width,
+    detection_backbones],
+    ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_claims_are_scored_on_the_held_out_split_of_the_monitored_metric(script):
+    """The monitored curve is the validation split's ``metric``; the claims' value is the same quantity
+    on the test split (the trainer logs it as test_<key>), never a key the runs do not have."""
+    ab = script.ABLATION
+    split, _, key = ab.metric.partition("_")
+    assert split == "eval" and ab.final_metric == f"test_{key}"
+    configs = ablation.build_configs(ab, ab.config, {**ablation.CPU_OVERRIDES, **ab.cpu_overrides})
+    assert all(c.test_split and c.test_split != c.eval_split for c in configs.values())
 
 
 def test_v1_madds_follow_the_paper_ordering():
@@ -110,19 +141,30 @@ def test_smoke_end_to_end(script, tmp_path):
     report = ablation.main(ab, ["--smoke", "--out", str(tmp_path)])
     out = tmp_path / f"{ab.name}_smoke"
     assert report == out / "report.md" and (out / "accuracy_vs_steps.png").exists()
-    rows = common.read_csv(out / "summary.csv")
+    rows = runs.read_csv(out / "summary.csv")
     assert [r["group"] for r in rows] == list(ab.expect[0])
-    assert all(0.0 <= float(r["eval_accuracy_mean"]) <= 1.0 for r in rows)
+    assert all(0.0 <= float(r[f"{ab.final_metric}_mean"]) <= 1.0 for r in rows) and ab.final_metric == "test_accuracy"
     assert all((out / "runs" / f"{group}-s0" / "final.json").exists() for group in ab.expect[0])
     text = report.read_text()
     assert ab.paper_claim[:40] in text and "accuracy_vs_steps.png" in text
     assert "## Verdicts" in text and "What this run can and cannot show" in text
-    verdicts = common.read_json(out / "verdicts.json")
+    verdicts = runs.read_json(out / "verdicts.json")
     assert [v["outcome"] for v in verdicts] == ["inconclusive"]  # one seed: never a verdict without an interval
+    assert [v["holm_outcome"] for v in verdicts] == ["inconclusive"] and verdicts[0]["n"] == 1
+    # the smoke budget (4 steps, evaluations at 2 and 4) is too short for the plateau rule's 4 evaluations
+    assert verdicts[0]["budget"] == "fixed budget"
+    for group in ab.expect[0]:
+        final = runs.read_json(out / "runs" / f"{group}-s0" / "final.json")
+        assert final["summary"]["plateau_step"] == -1 and "test_accuracy" in final["summary"]
+    verdict_section = text.split("## Verdicts")[1].split("##")[0]
+    assert "Holm verdict" in verdict_section and "| runs |" in verdict_section
+    assert "| fixed budget |" in verdict_section
     if script is v2_bottleneck:  # the report rebuilt from the stored runs, no training
         before = (out / "runs" / f"{ab.claims[0].better}-s0" / "final.json").read_text()
+        verdicts_before = (out / "verdicts.json").read_text()
         rebuilt = ablation.main(ab, ["--smoke", "--from-runs", "--out", str(tmp_path)]).read_text()
         assert "rebuilt from the stored runs" in rebuilt and _between(rebuilt) == _between(text)
+        assert (out / "verdicts.json").read_text() == verdicts_before
         assert (out / "runs" / f"{ab.claims[0].better}-s0" / "final.json").read_text() == before
 
 
@@ -131,9 +173,9 @@ def test_demo_writes_both_experiments_and_says_where_the_figures_are(tmp_path, c
 
     page = demo.main(["--out", str(tmp_path), "--smoke"])
     text = page.read_text()
-    assert "relu_manifold/" in text and "v2_bottleneck_smoke/" in text
+    assert "relu_manifold/" in text and "xception_activation_smoke/" in text
     printed = capsys.readouterr().out
-    for png in ("relu_manifold/figure1_relu.png", "v2_bottleneck_smoke/accuracy_vs_steps.png"):
+    for png in ("relu_manifold/figure1_relu.png", "xception_activation_smoke/accuracy_vs_steps.png"):
         assert (tmp_path / png).exists() and png in printed
 
 
@@ -144,10 +186,10 @@ def test_detection_backbones_smoke_reports_ap_sizes_and_predictions(tmp_path):
     assert ab.metric == "eval_AP" and ab.claims[0].quantity == "COCO AP"
     report = ablation.main(ab, ["--smoke", "--out", str(tmp_path)])
     out = tmp_path / "detection_backbones_smoke"
-    rows = common.read_csv(out / "summary.csv")
+    rows = runs.read_csv(out / "summary.csv")
     assert [r["group"] for r in rows] == ["v1", "v2"]
-    assert all(0.0 <= float(r["eval_AP_mean"]) <= 1.0 for r in rows)
-    final = common.read_json(out / "runs" / "v2-s0" / "final.json")
+    assert all(0.0 <= float(r[f"{ab.final_metric}_mean"]) <= 1.0 for r in rows)
+    final = runs.read_json(out / "runs" / "v2-s0" / "final.json")
     assert final["metric"] == "eval_AP" and final["config"]["model"] == "ssdlite"
     assert (out / "eval_AP_vs_steps.png").exists() and (out / "predictions.png").exists()
     text = report.read_text()
@@ -157,4 +199,4 @@ def test_detection_backbones_smoke_reports_ap_sizes_and_predictions(tmp_path):
     assert "| V1 | 5.21M | 5.10M | 1.322B | 1.30B | 22.2 |" in section
     assert "| V2 | 4.45M | 4.30M | 0.804B | 0.80B | 22.1 |" in section
     assert "final COCO AP (x100)" in text and "binomial" not in text.split("## Final COCO AP")[1].split("##")[0]
-    assert [v["outcome"] for v in common.read_json(out / "verdicts.json")] == ["inconclusive"]
+    assert [v["outcome"] for v in runs.read_json(out / "verdicts.json")] == ["inconclusive"]

@@ -206,8 +206,9 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     history.append((step, metrics_eval[task.best_metric]))
                 t0, steps_timed = time.perf_counter(), 0
                 plateau_step = _plateau_at(config, history, schedule)
-                if step < total and plateau_step is not None:
+                if plateau_step is not None:  # at the budget's last evaluation too
                     result["plateau_step"] = plateau_step
+                if step < total and plateau_step is not None:
                     log.info("plateau of eval %s at step %d (rule met at step %d): stopping",
                              task.best_metric, result["plateau_step"], step)
                     writer.write(step, "stop", {"plateau_step": result["plateau_step"]})
