@@ -155,10 +155,11 @@ def prepare(name: str, data_dir: str = "", *, download: bool = True, manual_dir:
         return builder
     given_manual_dir, manual_dir = manual_dir, manual_dir or default_manual_dir(builder)
     if not download:
+        not_prepared = _not_prepared_message(builder, name, root, manual_dir, given_manual_dir)
         raise DataError(
-            f"{_not_prepared_message(builder, name, root, manual_dir, given_manual_dir)}, and "
-            f"config.data_download=False forbids preparing it in this run: prepare it first with "
-            f"{prepare_command(name, root, given_manual_dir)}")
+            f"{not_prepared} (config.data_download=False: this run prepares no data)" if is_manual(builder) else
+            f"{not_prepared}, and config.data_download=False forbids preparing it in this run: prepare it "
+            f"first with {prepare_command(name, root)}")
     for stale in stale_preparations(builder):
         log.warning("%s: an interrupted preparation left %s (not read; delete it to free its space)", name, stale)
     paths.writable_dir(root, "config.data_dir")
