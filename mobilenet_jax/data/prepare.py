@@ -5,8 +5,8 @@ line that says what to do.
 trainer, `python -m mobilenet_jax.evaluate`, the experiments and `python -m mobilenet_jax.data
 prepare` take before reading a tfds set (data_dir local or a bucket, through mobilenet_jax.paths):
 
-- prepared (tfds's `builder.is_prepared()`, and every shard file its dataset_info.json lists
-  is there): nothing to do;
+- prepared (tfds's dataset_info.json is there, and every shard file it lists once any is):
+  nothing to do;
 - half-prepared (the version directory exists but tfds's dataset_info.json or shard files are
   missing: a preparation or a copy that was interrupted): DataError naming the directory, never
   read;
@@ -69,13 +69,17 @@ def _cause(error: BaseException) -> str:
 
 def half_prepared(builder) -> str:
     """What is missing from a version directory that exists ("" when it is complete): tfds's
-    dataset_info.json, or shard files that it lists (an interrupted preparation or copy)."""
+    dataset_info.json, or, once any shard file is there, shard files that it lists (an
+    interrupted preparation or copy). A directory of metadata alone is complete: it is what
+    `tfds.testing.mock_data(policy=USE_FILES)` reads."""
     present = {p.name for p in builder.data_path.iterdir()}
     if "dataset_info.json" not in present:
         return "it has no dataset_info.json"
-    missing = [f"{split}: {len(absent)} of {info.num_shards}"
-               for split, info in builder.info.splits.items()
-               if (absent := [p for p in info.filepaths if p.name not in present])]
+    shards = {split: [p.name for p in info.filepaths] for split, info in builder.info.splits.items()}
+    if not present & {name for names in shards.values() for name in names}:
+        return ""
+    missing = [f"{split}: {len(absent)} of {len(names)}" for split, names in shards.items()
+               if (absent := [n for n in names if n not in present])]
     return f"shard files listed in its dataset_info.json are missing ({', '.join(missing)})" if missing else ""
 
 
