@@ -154,3 +154,26 @@ def test_cifar10_config_offline_fails_fast_with_one_line(tmp_path):
             f"and copy DIR/cifar10 into {tmp_path / 'tfds'}") in line
     assert not workdir.exists()
     assert elapsed < 60, f"{elapsed:.0f} s: tfds's retries are not bounded"
+
+
+def test_evaluate_and_the_experiments_take_the_same_path(tmp_path, capsys):
+    """COCO with downloading forbidden: evaluate (a detector's workdir) and an experiment sweep
+    answer with the trainer's line, before the experiment makes any folder."""
+    from experiments import ablation, detection_backbones
+    from mobilenet_jax import evaluate
+    from mobilenet_jax.train import load_config
+
+    data_dir, out = tmp_path / "tfds", tmp_path / "out"
+    expected = (f"error: coco/2017 is not prepared in {data_dir}, and config.data_download=False forbids preparing "
+                f"it in this run: prepare it first with python -m mobilenet_jax.data prepare coco/2017 --data-dir {data_dir}")
+    workdir = tmp_path / "detector"
+    workdir.mkdir()
+    config = load_config(f"{CONFIGS}/ssdlite_coco.py", {"data_dir": str(data_dir), "data_download": False})
+    (workdir / "config.json").write_text(config.to_json())
+    assert cli.run(evaluate.main, ["--checkpoint", str(workdir)]) == 1
+    assert _one_error_line(capsys.readouterr().err) == expected
+
+    argv = ["--smoke", "--out", str(out), "--dataset", "coco/2017", "--set", f"data_dir={data_dir}", "data_download=False"]
+    assert cli.run(lambda a: ablation.main(detection_backbones.ABLATION, a), argv) == 1
+    assert _one_error_line(capsys.readouterr().err) == expected
+    assert not out.exists() and not data_dir.exists()
