@@ -177,3 +177,59 @@ def test_evaluate_and_the_experiments_take_the_same_path(tmp_path, capsys):
     assert cli.run(lambda a: ablation.main(detection_backbones.ABLATION, a), argv) == 1
     assert _one_error_line(capsys.readouterr().err) == expected
     assert not out.exists() and not data_dir.exists()
+
+
+class _KeyValueStore:
+    """jax.distributed's key-value store as `primary_first` uses it, in memory."""
+
+    def __init__(self, preset: dict | None = None):
+        self.values = dict(preset or {})
+
+    def key_value_set(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def blocking_key_value_get(self, key: str, timeout_in_ms: int) -> str:
+        return self.values[key]
+
+
+@pytest.mark.parametrize("process_index", [0, 1])
+def test_primary_first_gives_every_process_process_zeros_one_line(monkeypatch, process_index):
+    """Process 0 publishes its outcome (its user error's message); the others raise that message
+    without running the work, and a bug on process 0 stays a bug (no UserError) everywhere."""
+    import jax
+    from jax._src import distributed as jax_distributed
+
+    from mobilenet_jax.errors import UserError
+    from mobilenet_jax.train import distributed
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: process_index)
+    monkeypatch.setattr(distributed, "_primary_first_calls", iter(range(3)))
+    ran = []
+
+    def forbidden():
+        ran.append("forbidden")
+        raise UserError("cifar10 is not prepared in D")
+
+    def buggy():
+        ran.append("buggy")
+        raise KeyError("bug")
+
+    store = _KeyValueStore({} if process_index == 0 else {
+        "mobilenet_jax/primary_first/0": "ok",
+        "mobilenet_jax/primary_first/1": "error:cifar10 is not prepared in D",
+        "mobilenet_jax/primary_first/2": "bug:KeyError: 'bug'"})
+    monkeypatch.setattr(jax_distributed.global_state, "client", store)
+    distributed.primary_first("preparing", lambda: ran.append("fine"))
+    with pytest.raises(UserError, match="^cifar10 is not prepared in D"):
+        distributed.primary_first("preparing cifar10", forbidden)
+    with pytest.raises(Exception) as bug:
+        distributed.primary_first("preparing", buggy)
+    assert not isinstance(bug.value, UserError)
+    if process_index == 0:
+        assert ran == ["fine", "forbidden", "buggy"]
+        assert store.values == {"mobilenet_jax/primary_first/0": "ok",
+                                "mobilenet_jax/primary_first/1": "error:cifar10 is not prepared in D",
+                                "mobilenet_jax/primary_first/2": "bug:KeyError: 'bug'"}
+    else:
+        assert ran == []

@@ -52,9 +52,12 @@ def prepare_command(name: str, data_dir: str, manual_dir: str = "") -> str:
 
 
 def tfds_builder(name: str, data_dir: str = ""):
-    """tfds's builder of `name` reading from `data_dir` ("" = tfds's default data_dir)."""
+    """tfds's builder of `name` reading from `data_dir` ("" = tfds's default data_dir); a
+    data_dir out of reach is a PathError here, not an exception of tfds's file system client."""
     import tensorflow_datasets as tfds
 
+    if data_dir:
+        paths.exists(data_dir, "config.data_dir")
     return tfds.builder(name, data_dir=paths.to_str(data_dir, "config.data_dir") if data_dir else None)
 
 
