@@ -82,16 +82,20 @@ def test_two_processes_prepare_once_and_both_read(tmp_path, local_source):
         assert f"process {i}: read {5 * TRAIN_PER_BATCH} train / {NUM_TEST} eval examples, a batch of 2" in out, report
 
 
-def test_prepare_command_reuses_prepared_data_and_names_a_half_prepared_directory(tmp_path, capsys, local_source):
+def test_prepare_command_reuses_prepared_data_and_names_a_half_prepared_directory(tmp_path, capsys, caplog,
+                                                                                     local_source):
     from mobilenet_jax.data.__main__ import main
     from mobilenet_jax.data.prepare import DataError, ensure_prepared
 
     data_dir = tmp_path / "tfds"
     version_dir = data_dir / "cifar10" / "3.0.2"
+    stale = data_dir / "cifar10" / "incomplete.Q7ZK2A_3.0.2"  # a preparation that was killed: named, not read
+    stale.mkdir(parents=True)
     for _ in range(2):  # the second time finds it prepared: no download
         assert cli.run(main, ["prepare", "cifar10", "--data-dir", str(data_dir)]) == 0
         assert f"cifar10 3.0.2 is prepared in {version_dir} (train 40, test 16 examples)" in capsys.readouterr().out
     assert local_source.requests == {f"/{ARCHIVE}": 1}
+    assert f"cifar10: an interrupted preparation left {stale} (not read; delete it to free its space)" in caplog.text
 
     (version_dir / "cifar10-test.tfrecord-00000-of-00001").unlink()  # an interrupted copy
     with pytest.raises(DataError, match=f"cifar10 in {version_dir} is half-prepared \\(shard files listed in its "
@@ -109,12 +113,15 @@ def test_download_forbidden_is_one_line_and_leaves_no_workdir(tmp_path, capsys, 
     from mobilenet_jax.train.__main__ import main
 
     data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+    stale = data_dir / "cifar10" / "incomplete.Q7ZK2A_3.0.2"  # a preparation that was killed
+    stale.mkdir(parents=True)
     status = cli.run(main, [f"--config={CONFIGS}/cifar10.py", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
                             "--config.data_download=false"])
     assert status == 1
     line = _one_error_line(capsys.readouterr().err)
-    assert line == (f"error: cifar10 is not prepared in {data_dir}, and config.data_download=False forbids preparing "
-                    f"it in this run: prepare it first with python -m mobilenet_jax.data prepare cifar10 --data-dir {data_dir}")
+    assert line == (f"error: cifar10 is not prepared in {data_dir}; an interrupted preparation left {stale}: delete it, "
+                    "and config.data_download=False forbids preparing it in this run: prepare it first with "
+                    f"python -m mobilenet_jax.data prepare cifar10 --data-dir {data_dir}")
     assert not workdir.exists() and local_source.requests == {}
 
 
