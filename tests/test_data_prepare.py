@@ -240,3 +240,18 @@ def test_primary_first_gives_every_process_process_zeros_one_line(monkeypatch, p
                                 "mobilenet_jax/primary_first/2": "bug:KeyError: 'bug'"}
     else:
         assert ran == []
+
+
+def test_coco_config_offline_is_one_line_last_and_leaves_no_workdir(tmp_path, capsys):
+    """The README's COCO command with nothing prepared on this machine without internet: tfds fetches
+    5 archives at once; the first failure is the line, and the others' retries print nothing after it."""
+    from mobilenet_jax.train.__main__ import main
+
+    data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+    assert cli.run(main, [f"--config={CONFIGS}/ssdlite_coco.py", f"--workdir={workdir}",
+                          f"--config.data_dir={data_dir}"]) == 1
+    time.sleep(3)  # the other download threads' last retries
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: coco/2017 is not prepared in {data_dir} and downloading it failed ("), line
+    assert f"python -m mobilenet_jax.data prepare coco/2017 --data-dir DIR and copy DIR/coco into {data_dir}" in line
+    assert not workdir.exists()

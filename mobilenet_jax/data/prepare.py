@@ -178,6 +178,9 @@ def prepare(name: str, data_dir: str = "", *, download: bool = True, manual_dir:
             builder.download_and_prepare(download_config=config)
     except (OSError, AssertionError, tfds.download.DownloadError,
             tfds.download.download_manager.NonMatchingChecksumError) as e:
+        # tfds's other download threads (COCO fetches 5 archives at once) go on retrying after
+        # the first failure; their warnings would print after the error line.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         if is_manual(builder) and not _manual_archives_present(manual_dir):
             raise DataError(_not_prepared_message(builder, name, root, manual_dir, given_manual_dir)) from e
         if is_manual(builder):
