@@ -301,6 +301,11 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         ab = dataclasses.replace(ab, variants={g: ab.variants[g] for g in (head.better, head.worse)}, claims=[head])
     # every config is built (and a bad --set refused) before anything is written
     configs = None if args.from_runs else build_configs(ab, args.config, overrides)
+    if configs is not None:  # a tfds set prepared on first use, or refused, before any folder is made
+        from mobilenet_jax.data import prepare_data
+
+        for config in {(c.dataset, c.data_dir): c for c in configs.values()}.values():
+            prepare_data(config)
     suffix = "_smoke" if args.smoke else "_gpu" if (cpu_scale and args.scale == "gpu") else ""
     if args.from_runs:  # read first: a mistyped --out creates no folder
         results = runs.load_runs(runs.experiment_path(ab.name + suffix, args.out))

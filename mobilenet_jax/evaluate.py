@@ -15,6 +15,9 @@ for converted Keras networks. Prints one JSON line with top-1, top-5 and the exa
 A detector's workdir (model `ssdlite`) is evaluated on its own data set by default
 (`embedded_detection`, or `--dataset coco/2017`) with the trainer's detection task: fixed-size
 NMS on the devices, COCO AP, AP50, AP75, per-size AP and AR@100 from pycocotools on the host.
+
+A tfds data set not yet in the data_dir is prepared there first, as the trainer does
+(mobilenet_jax/data/prepare.py; the checkpoint config's data_download and data_manual_dir).
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ def evaluate_checkpoint(
     data set it was trained on)."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from mobilenet_jax.data import build_dataset
+    from mobilenet_jax.data import build_dataset, prepare_data
     from mobilenet_jax.data.pipeline import device_mesh, host_layout
     from mobilenet_jax.data.tfds import TfdsDataset
     from mobilenet_jax.train.config import DETECTION_DATASETS, DETECTION_MODELS
@@ -138,16 +141,19 @@ def evaluate_checkpoint(
                               "detection data set; use a classification one (imagenet2012, cifar10, ...)")
     # The config as evaluated: the task (build_task) follows its data set and image size.
     config.dataset, config.image_size = dataset, size
+    # A detector reads from its run's data_dir unless --data-dir says otherwise; a classifier
+    # (a converted Keras network's workdir knows no data_dir) from --data-dir.
+    config.data_dir = (data_dir or config.data_dir) if detector else data_dir
+    prepare_data(config)  # prepared on first use as in training, or one line saying how
     if detector:  # the data set's own pipeline (the run's embedded set, or COCO)
         config.batch_size = config.eval_batch_size = batch
-        config.data_dir = data_dir or config.data_dir
         config.eval_split = split or config.eval_split
         data = build_dataset(config, layout)
     else:
         num_classes = config.num_classes if config.num_classes > 0 else -1
         data = TfdsDataset(
             dataset, image_size=size, batch_size=batch, eval_batch_size=batch, seed=0,
-            layout=layout, data_dir=data_dir, eval_split=split, num_classes=num_classes,
+            layout=layout, data_dir=config.data_dir, eval_split=split, num_classes=num_classes,
         )
     model = build_model(config, data.info.num_classes)
     step, variables = restore_variables(workdir, model, size, step=step, best=best)

@@ -3,7 +3,8 @@
 "embedded" (generated in numpy, no download), "embedded_detection" (shapes with boxes),
 "coco/2017" (tfds, detection), "synthetic" (random tensors kept on device,
 for benchmarks), and the tfds sets "imagenet2012", "imagenette", "cifar10", "cifar100"
-(TensorFlow is imported only for these).
+(TensorFlow is imported only for these). `prepare_data(config)` prepares a tfds set in
+config.data_dir on first use (data/prepare.py); call it before `build_dataset`.
 """
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def embedded_detection_num_classes(config: ml_collections.ConfigDict) -> int:
     from mobilenet_jax.data.embedded import NUM_CLASSES
 
     return len(config.embedded_detection_classes) or NUM_CLASSES
+
+
+def prepare_data(config: ml_collections.ConfigDict) -> None:
+    """Makes the tfds set the config names readable in config.data_dir: prepared there on first
+    use (by process 0 on a multi-process run), or a DataError that says what to do (see
+    data/prepare.py). Nothing to do for the data sets generated in code."""
+    from mobilenet_jax.train.config import TFDS_DATASETS, TFDS_DETECTION_DATASETS
+
+    if config.dataset in TFDS_DATASETS + TFDS_DETECTION_DATASETS:
+        from mobilenet_jax.data.prepare import ensure_prepared
+
+        ensure_prepared(config.dataset, config.data_dir, download=config.data_download,
+                        manual_dir=config.data_manual_dir)
 
 
 def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Dataset:
@@ -88,5 +102,5 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
 
 __all__ = [
     "ArrayDataset", "Batch", "Dataset", "DatasetInfo", "HostLayout", "build_dataset",
-    "host_layout", "prefetch_to_device",
+    "host_layout", "prefetch_to_device", "prepare_data",
 ]

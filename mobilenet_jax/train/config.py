@@ -18,7 +18,8 @@ from mobilenet_jax.errors import UserError
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
 # Detection data sets (boxes; see mobilenet_jax.detection.layout) train a detector model.
-DETECTION_DATASETS = ("embedded_detection", "coco/2017")
+TFDS_DETECTION_DATASETS = ("coco/2017",)
+DETECTION_DATASETS = ("embedded_detection",) + TFDS_DETECTION_DATASETS
 DETECTION_MODELS = ("ssdlite",)
 DATASETS = ("embedded", "synthetic") + TFDS_DATASETS + DETECTION_DATASETS
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
@@ -40,7 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.dtype = "bfloat16"  # compute dtype; parameters are always float32
     # Data.
     c.dataset = "embedded"
-    c.data_dir = ""  # tfds data_dir ("" = the tfds default)
+    c.data_dir = ""  # tfds data_dir ("" = the tfds default), local or a bucket
+    # A tfds set missing from data_dir is downloaded and prepared there on first use (process 0;
+    # the others wait); False: it is an error instead (a pod whose data must already be in its bucket).
+    c.data_download = True
+    c.data_manual_dir = ""  # archives of a manual set (imagenet2012); "" = <data_dir>/downloads/manual
     c.image_size = 32  # training and evaluation resolution (the resolution multiplier)
     c.train_split = ""  # "" = the data set's usual train split
     c.eval_split = ""  # "" = the data set's usual evaluation split
@@ -283,6 +288,8 @@ def validate_config(
             f"exponential decay needs 0 < config.lr_decay_rate <= 1 (got {config.lr_decay_rate}) "
             f"and config.lr_decay_epochs > 0 (got {config.lr_decay_epochs})"
         )
+    if not isinstance(config.data_download, bool):
+        raise ConfigError(f"config.data_download={config.data_download!r} must be True or False")
     if config.distributed.initialize not in ("auto", "true", "false"):
         raise ConfigError("config.distributed.initialize must be 'auto', 'true' or 'false'")
 

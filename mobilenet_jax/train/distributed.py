@@ -10,18 +10,25 @@ tells the trainer at which step boundary to save and stop: with jax.distributed,
 preemption sync manager (started by `jax.distributed.initialize`, with its own SIGTERM
 handler) agrees on one step for every process, however many of them got the signal; in a
 single process a SIGTERM handler sets a flag that the next step boundary reads.
+
+Work that one process does for all (preparing a tfds data set in a shared data_dir) goes
+through `primary_first`: process 0 does it while the others wait for its outcome in
+jax.distributed's key-value store.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
 import threading
+from typing import Callable
 
 import jax
 import ml_collections
 
 from mobilenet_jax import paths
+from mobilenet_jax.errors import UserError
 
 log = logging.getLogger("mobilenet_jax")
 
@@ -56,6 +63,51 @@ def maybe_initialize(dist: ml_collections.ConfigDict) -> bool:
     log.info("jax.distributed: process %d of %d, %d local / %d global devices",
              jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
+
+
+# How long the other processes wait for process 0's `primary_first` work: a download and
+# preparation of a large data set (COCO, ImageNet) takes hours.
+PRIMARY_FIRST_TIMEOUT_S = 48 * 3600
+_primary_first_calls = itertools.count()
+
+
+class PrimaryFailedError(UserError, RuntimeError):
+    """Process 0 failed on a mistake of the user's in work it did for every process."""
+
+
+def primary_first(task: str, fn: Callable[[], None]) -> None:
+    """Runs `fn` on process 0 while every other process waits for its outcome; in a single
+    process, just runs it. The wait is a blocking read of jax.distributed's key-value store,
+    not a device collective: gloo gives a peer 30 s, and a download takes hours. A UserError
+    on process 0 is raised on every process with process 0's message; any other exception
+    there stops the others too, as a bug (RuntimeError). Every process must make the same
+    sequence of calls (the calls are numbered to pair them up)."""
+    if jax.process_count() == 1:
+        fn()
+        return
+    from jax._src import distributed as jax_distributed  # the coordination service's client
+
+    client = jax_distributed.global_state.client
+    key = f"mobilenet_jax/primary_first/{next(_primary_first_calls)}"
+    if jax.process_index() == 0:
+        try:
+            fn()
+        except UserError as e:
+            from mobilenet_jax.cli import one_line
+
+            client.key_value_set(key, "error:" + one_line(e))
+            raise
+        except BaseException as e:
+            client.key_value_set(key, f"bug:{type(e).__name__}: {e}")
+            raise
+        client.key_value_set(key, "ok")
+        return
+    log.info("waiting for process 0: %s", task)
+    outcome = client.blocking_key_value_get(key, PRIMARY_FIRST_TIMEOUT_S * 1000)
+    if outcome.startswith("error:"):
+        raise PrimaryFailedError(f"{outcome[len('error:'):]} (process 0, {task})")
+    if outcome != "ok":
+        raise RuntimeError(f"process 0 failed while {task}: {outcome[len('bug:'):]}")
 
 
 def log_format() -> str:

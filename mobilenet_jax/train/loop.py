@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mobilenet_jax import paths
-from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device
+from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device, prepare_data
 from mobilenet_jax.data.pipeline import device_mesh
 from mobilenet_jax.errors import UserError
 from mobilenet_jax.train import distributed, plateau
@@ -97,9 +97,10 @@ def train_and_evaluate(
 
     `dataset` replaces the one the config names (in-process experiments, tests); it must
     follow the contract of mobilenet_jax/data/pipeline.py for this process's devices.
-    Every invalid setting raises ConfigError before anything is compiled; a workdir that
-    cannot be written (a URI no file system serves, a bucket out of reach) raises
-    paths.PathError before anything is written.
+    Every invalid setting raises ConfigError before anything is compiled; a tfds data set is
+    prepared in config.data_dir on first use, or raises DataError, before the workdir is
+    created; a workdir that cannot be written (a URI no file system serves, a bucket out of
+    reach) raises paths.PathError before anything is written.
     """
     distributed.maybe_initialize(config.distributed)
     num_devices = jax.local_device_count() if config.num_devices < 0 else config.num_devices
@@ -108,6 +109,8 @@ def train_and_evaluate(
             f"config.num_devices={num_devices} > {jax.local_device_count()} local devices"
         )
     validate_config(config, num_devices=num_devices, process_count=jax.process_count())
+    if dataset is None:  # before the workdir exists: data that cannot be had leaves nothing there
+        prepare_data(config)
     workdir = paths.writable_dir(workdir, "--workdir")
     distributed.enable_compilation_cache(config.compilation_cache_dir)
     primary = jax.process_index() == 0
