@@ -102,7 +102,7 @@ def test_trainer_stops_at_the_plateau_and_stays_stopped(tmp_path):
     i = _rule(steps, acc)
     assert i == 1 and result["plateau_step"] == steps[i] == 4
     assert _rule(steps[:3], acc[:3]) is None  # not yet met at step 6
-    assert _records(workdir, "stop") == [{"step": 8, "split": "stop", "plateau_step": 4}]
+    assert _records(workdir, "stop") == [{"step": 8, "split": "stop", "plateau_step": 4, "end_step": 8}]
     assert max(r["step"] for r in _records(workdir, "train")) == 8  # no training past the stop
 
     # the held-out split: once, on the final state, on its own images
@@ -149,3 +149,25 @@ def test_running_a_finished_budget_run_again_reports_the_same_plateau_step(budge
     again = train_and_evaluate(config, workdir)
     assert again["step"] == result["step"] == 8
     assert again["plateau_step"] == result["plateau_step"]
+
+
+def test_a_cooldown_decays_the_rate_linearly_after_the_plateau_and_a_rerun_adds_nothing(tmp_path):
+    """plateau_cooldown_steps: once the rule is met (step 8), the rate falls linearly from its peak to 0
+    over 4 more steps, then the run ends; the same command again trains nothing."""
+    from mobilenet_jax.train import train_and_evaluate
+
+    config = tiny_config(num_train_steps=20, **{**PLATEAU, "plateau_cooldown_steps": 4, "log_every_steps": 1})
+    workdir = str(tmp_path / "run")
+    result = train_and_evaluate(config, workdir)
+    assert result["step"] == 12 and result["plateau_step"] == 4
+    assert _records(workdir, "stop") == [{"step": 8, "split": "stop", "plateau_step": 4, "end_step": 12}]
+    lr = {r["step"]: r["learning_rate"] for r in _records(workdir, "train")}
+    peak = config.learning_rate
+    assert sorted(lr) == list(range(1, 13))
+    assert all(lr[s] == pytest.approx(peak) for s in range(1, 10))  # the update of step 9 is the first cooled one's base
+    assert [lr[s] / peak for s in (10, 11, 12)] == pytest.approx([0.75, 0.5, 0.25])
+    assert [r["step"] for r in _records(workdir, "test")] == [12]
+
+    again = train_and_evaluate(config, workdir)
+    assert again["step"] == 12 and again["plateau_step"] == 4
+    assert max(r["step"] for r in _records(workdir, "train")) == 12 and len(_records(workdir, "test")) == 1

@@ -85,6 +85,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.plateau_delta = 0.005
     c.plateau_min_steps = 0
     c.plateau_min_value = 0.0
+    # After the plateau: 0 = stop there; N > 0 = decay the learning rate linearly to 0 over N
+    # more steps (a cool-down: the final weights settle instead of sampling the plateau's noise).
+    c.plateau_cooldown_steps = 0
     c.plateau_min_lr_fraction = 0.5
     # Optimizer (optim.py).
     c.optimizer = "rmsprop"
@@ -168,6 +171,7 @@ _INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
     "embedded_seed": (0, (-1, "config.seed")),
     "plateau_evals": (0, None),
     "plateau_min_steps": (0, None),
+    "plateau_cooldown_steps": (0, None),
     "synthetic_num_classes": (2, None),
     "max_boxes": (1, (-1, "the data set's")),
     "embedded_detection_max_objects": (1, None),

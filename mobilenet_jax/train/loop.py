@@ -75,8 +75,9 @@ def _progress(total: int, initial: int, enabled: bool):
                 dynamic_ncols=True, desc="train")
 
 
-def _plateau_at(config, history: list[tuple[int, float]], schedule) -> int | None:
-    """config.plateau_*: the step the evaluation history plateaued at (train/plateau.py), or None."""
+def _plateau_at(config, history: list[tuple[int, float]], schedule) -> tuple[int, int] | None:
+    """config.plateau_*: (the step the evaluation history plateaued at, the step of the
+    evaluation that completed the rule: k evaluations later) per train/plateau.py, or None."""
     if config.plateau_evals <= 0 or not history:
         return None
     peak = peak_learning_rate(config)
@@ -85,7 +86,8 @@ def _plateau_at(config, history: list[tuple[int, float]], schedule) -> int | Non
                               min_step=config.plateau_min_steps, min_value=config.plateau_min_value,
                               lr_fraction=lambda s: float(schedule(s)) / peak,
                               min_lr_fraction=config.plateau_min_lr_fraction)
-    return None if i is None else int(steps[i])
+    # The rule for i reads only the k evaluations after it, so it was first met at eval i + k.
+    return None if i is None else (int(steps[i]), int(steps[i + config.plateau_evals]))
 
 
 def train_and_evaluate(
@@ -157,10 +159,15 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     # The evaluation history the plateau rule reads (a resumed run's, from its metrics).
     history = [(r["step"], r[task.best_metric]) for r in read_metrics(workdir, "eval")
                if r["step"] <= start and task.best_metric in r] if start else []
-    train_step = pmap_train_step(make_train_step(
-        model, tx, schedule, ema_decay=config.ema_decay, ema_warmup=config.ema_warmup,
-        dropout_seed=config.seed, loss_fn=task.loss_fn(),
-    ))
+    loss_fn = task.loss_fn()
+
+    def compile_step(tx, schedule):
+        return pmap_train_step(make_train_step(
+            model, tx, schedule, ema_decay=config.ema_decay, ema_warmup=config.ema_warmup,
+            dropout_seed=config.seed, loss_fn=loss_fn,
+        ))
+
+    base_schedule = schedule  # the plateau rule reads the schedule before any cool-down
     total = durations.total_steps
     eval_every = _every(config.eval_every_steps, durations.steps_per_epoch)
     ckpt_every = _every(config.checkpoint_every_steps, durations.steps_per_epoch)
@@ -168,16 +175,21 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
              "process(es), starting at step %d", config.model, ds.info.name, total,
              durations.steps_per_epoch, config.batch_size, num_devices, jax.process_count(), start)
 
-    plateau_step = _plateau_at(config, history, schedule)
-    result: dict[str, Any] = {"step": start, "preempted": False, "plateau_step": plateau_step or -1}
-    if plateau_step is not None:  # a run that stopped at its plateau stays stopped
-        total = start
+    found = _plateau_at(config, history, base_schedule)
+    result: dict[str, Any] = {"step": start, "preempted": False, "plateau_step": found[0] if found else -1}
+    if found is not None:  # a run that stopped at its plateau stays stopped (or finishes its cool-down)
+        total = _after_plateau(config, found[1], start)
+        if config.plateau_cooldown_steps > 0:
+            tx, schedule = build_optimizer(config, durations, cooldown_from=found[1])
+    train_step = compile_step(tx, schedule)
     batches = prefetch_to_device(ds.train_batches(start), config.prefetch, num_devices)
     bar = _progress(total, start, primary and config.progress_bar)
     pending: list[tuple[int, Any]] = []
     t0, steps_timed = time.perf_counter(), 0
     try:
-        for step in range(start + 1, total + 1):
+        step = start
+        while step < total:
+            step += 1
             state, metrics = train_step(state, next(batches))
             pending.append((step, metrics))
             steps_timed += 1
@@ -208,20 +220,25 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     ckpts.save_best(state, metrics_eval[task.best_metric])
                     history.append((step, metrics_eval[task.best_metric]))
                 t0, steps_timed = time.perf_counter(), 0
-                plateau_step = _plateau_at(config, history, schedule)
-                if plateau_step is not None:  # at the budget's last evaluation too
-                    result["plateau_step"] = plateau_step
-                if step < total and plateau_step is not None:
-                    log.info("plateau of eval %s at step %d (rule met at step %d): stopping",
-                             task.best_metric, result["plateau_step"], step)
-                    writer.write(step, "stop", {"plateau_step": result["plateau_step"]})
-                    ckpt_now, total = True, step
+                first = found is None
+                found = _plateau_at(config, history, base_schedule)
+                if found is not None:  # at the budget's last evaluation too
+                    result["plateau_step"] = found[0]
+                if first and found is not None and step < total:
+                    total = _after_plateau(config, step, step)
+                    log.info("plateau of eval %s at step %d (rule met at step %d): %s", task.best_metric,
+                             found[0], step, f"cooling down to step {total}" if total > step else "stopping")
+                    writer.write(step, "stop", {"plateau_step": found[0], "end_step": total})
+                    bar.total = total
+                    if total > step:
+                        tx, schedule = build_optimizer(config, durations, cooldown_from=step)
+                        train_step = compile_step(tx, schedule)
+                    else:
+                        ckpt_now = True
             if ckpt_now:
                 last_ckpt = ckpts.save(state)
                 t0, steps_timed = time.perf_counter(), 0
             result["step"] = step
-            if step >= total:  # stopped at a plateau
-                break
             if preempted:
                 log.warning("preempted (SIGTERM): checkpoint %s written at step %d of %d; "
                             "re-run the same command to resume", last_ckpt, step, total)
@@ -242,6 +259,12 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
         result.update({f"test_{k}": v for k, v in metrics_test.items()})
     result["state"] = state
     return result
+
+
+def _after_plateau(config, rule_met: int, now: int) -> int:
+    """The last step of a run whose plateau rule was met at step `rule_met`: that step itself
+    (stop), or the end of its cool-down; never before `now` (a resumed run's start)."""
+    return max(rule_met + config.plateau_cooldown_steps, now)
 
 
 def _with_eval_split(config: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:

@@ -131,12 +131,25 @@ def weight_decay_mask(
     return jax.tree_util.tree_map_with_path(decide, params)
 
 
+def cooled(schedule: optax.Schedule, start: int, steps: int) -> optax.Schedule:
+    """`schedule` times a linear decay from 1 at step `start` to 0 at `start + steps` (the
+    cool-down after a plateau, config.plateau_cooldown_steps)."""
+    def cooled_schedule(step):
+        return schedule(step) * jnp.clip(1.0 - (step - start) / steps, 0.0, 1.0)
+
+    return cooled_schedule
+
+
 def build_optimizer(
-    config: ml_collections.ConfigDict, durations: Durations
+    config: ml_collections.ConfigDict, durations: Durations, cooldown_from: int | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, learning-rate schedule) of a config; the optimizer includes L2 decay
-    and, when `grad_clip_norm > 0`, global-norm clipping (before the decay term)."""
+    and, when `grad_clip_norm > 0`, global-norm clipping (before the decay term). With
+    `cooldown_from`, the schedule decays to 0 over config.plateau_cooldown_steps from that
+    step (the optimizer state keeps its structure, so a running state carries over)."""
     schedule = learning_rate_schedule(config, durations)
+    if cooldown_from is not None:
+        schedule = cooled(schedule, cooldown_from, config.plateau_cooldown_steps)
     parts = []
     if config.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
