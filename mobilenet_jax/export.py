@@ -124,21 +124,30 @@ def check_request(model: Any, batch: int, image_size: int, dtype: str) -> None:
         raise ExportError(f"--image-size {image_size} is larger than any deployment input (4096)")
 
 
-def calibrate_batch_stats(model: Any, variables: dict, images: np.ndarray) -> dict:
+def calibrate_batch_stats(model: Any, variables: dict, images: np.ndarray, min_variance: float = 0.0) -> dict:
     """BatchNorm running statistics set to one training-mode batch's statistics (momentum 0):
     a fresh network's activations then have the scale of a trained one's, which the int8
     calibration and the latency of saturating ops depend on."""
     probe = model.clone(bn_momentum=0.0, dropout_rate=0.0)
     _, updates = jax.jit(lambda v, x: probe.apply(v, x, train=True, mutable=["batch_stats"]))(
         variables, jnp.asarray(images))
-    return {**variables, "batch_stats": updates["batch_stats"]}
+    stats = updates["batch_stats"]
+    if min_variance > 0:
+        stats = jax.tree_util.tree_map_with_path(
+            lambda path, a: jnp.maximum(a, min_variance) if jax.tree_util.keystr(path).endswith("['var']") else a,
+            stats)
+    return {**variables, "batch_stats": stats}
 
 
 def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, image_size: Optional[int] = None,
-          dtype: str = "float32", config: Any = None, calibration_images: int = 16, seed: int = 0,
-          **model_kwargs: Any) -> Exportable:
+          dtype: str = "float32", config: Any = None, calibration_images: int = 16, min_variance: float = 0.1,
+          seed: int = 0, **model_kwargs: Any) -> Exportable:
     """A freshly initialised network (random weights, BatchNorm statistics calibrated on the
-    config's data set, default the embedded shapes): for timing, where weights do not matter."""
+    config's data set, default the embedded shapes; `calibration_images=0` keeps the initial
+    statistics): for timing, where weights do not matter. The variances are floored at
+    `min_variance`: calibrated exactly, a random network is chaotic (float32 rounding grows
+    ~1e3-fold over SSDLite's depth, so two exact float32 forms of it differ by 3e-4); with
+    every layer's gain below 1/sqrt(0.1) its float files can be checked to 1e-4."""
     from mobilenet_jax import create_model
 
     model = deployment_model(create_model(model_name, **model_kwargs))
@@ -146,8 +155,10 @@ def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, im
     check_request(model, batch, size, dtype)
     config = config if config is not None else _default_data_config()
     shape = (batch, size, size, 3)
-    variables = jax.jit(lambda k: model.init(k, jnp.zeros(shape, jnp.float32), train=False))(jax.random.key(seed))
-    variables = calibrate_batch_stats(model, variables, representative_images(config, calibration_images, size))
+    variables = jax.jit(lambda k: model.init(k, jnp.zeros(shape, jnp.float32), train=False))(jax.random.key(seed, impl="unsafe_rbg"))
+    if calibration_images > 0:
+        variables = calibrate_batch_stats(model, variables, representative_images(config, calibration_images, size),
+                                          min_variance)
     return Exportable(model, variables, batch, size, out_name or model_name, config, f"fresh {model_name}")
 
 
