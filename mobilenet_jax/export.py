@@ -124,19 +124,22 @@ def check_request(model: Any, batch: int, image_size: int, dtype: str) -> None:
         raise ExportError(f"--image-size {image_size} is larger than any deployment input (4096)")
 
 
-def calibrate_batch_stats(model: Any, variables: dict, images: np.ndarray, min_variance: float = 0.0) -> dict:
-    """BatchNorm running statistics set to one training-mode batch's statistics (momentum 0):
-    a fresh network's activations then have the scale of a trained one's, which the int8
+def calibrated_init(model: Any, key: jax.Array, images: np.ndarray, min_variance: float = 0.0) -> dict:
+    """`model.init` with the BatchNorm running statistics set to the training-mode statistics
+    of `images` (momentum 0), variances floored at `min_variance`; one compiled program. A
+    fresh network's activations then have the scale of a trained one's, which the int8
     calibration and the latency of saturating ops depend on."""
     probe = model.clone(bn_momentum=0.0, dropout_rate=0.0)
-    _, updates = jax.jit(lambda v, x: probe.apply(v, x, train=True, mutable=["batch_stats"]))(
-        variables, jnp.asarray(images))
-    stats = updates["batch_stats"]
-    if min_variance > 0:
+
+    def init(key, images):
+        variables = model.init(key, images, train=False)
+        _, updates = probe.apply(variables, images, train=True, mutable=["batch_stats"])
         stats = jax.tree_util.tree_map_with_path(
             lambda path, a: jnp.maximum(a, min_variance) if jax.tree_util.keystr(path).endswith("['var']") else a,
-            stats)
-    return {**variables, "batch_stats": stats}
+            updates["batch_stats"])
+        return {**variables, "batch_stats": stats}
+
+    return jax.jit(init)(key, jnp.asarray(images))
 
 
 def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, image_size: Optional[int] = None,
@@ -155,10 +158,11 @@ def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, im
     check_request(model, batch, size, dtype)
     config = config if config is not None else _default_data_config()
     shape = (batch, size, size, 3)
-    variables = jax.jit(lambda k: model.init(k, jnp.zeros(shape, jnp.float32), train=False))(jax.random.key(seed, impl="unsafe_rbg"))
+    key = jax.random.key(seed, impl="unsafe_rbg")  # compiles faster than threefry
     if calibration_images > 0:
-        variables = calibrate_batch_stats(model, variables, representative_images(config, calibration_images, size),
-                                          min_variance)
+        variables = calibrated_init(model, key, representative_images(config, calibration_images, size), min_variance)
+    else:
+        variables = jax.jit(lambda k: model.init(k, jnp.zeros(shape, jnp.float32), train=False))(key)
     return Exportable(model, variables, batch, size, out_name or model_name, config, f"fresh {model_name}")
 
 

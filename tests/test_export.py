@@ -102,3 +102,99 @@ def test_depthwise_count_is_the_models_own(float_exports):
     v2, v3 = (structure(e.model, e.variables) for e in (float_exports("v2")[0], float_exports("v3_small")[0]))
     assert (v2["depthwise"], v2["residual"], v2["squeeze_excite"]) == (17, 10, 0)
     assert (v3["depthwise"], v3["residual"], v3["squeeze_excite"]) == (11, 7, 9)
+
+
+# --------------------------------------------------------------------------------------------
+# A trained workdir through the command: int8 agrees with float
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_export(tmp_path_factory):
+    """configs/embedded.py (V2 0.35, 32x32, the embedded shapes) trained for 120 steps (no
+    EMA: the exported weights are the trained ones), exported by the command from its
+    workdir as float32 and int8."""
+    from mobilenet_jax import cli
+    from tests._train_helpers import REPO, run_cli
+
+    workdir = tmp_path_factory.mktemp("trained")
+    overrides = {"num_train_steps": 120, "embedded_num_train": 4_000, "embedded_num_eval": 200, "ema_decay": 0.0,
+                 "eval_every_steps": 0, "checkpoint_every_steps": 0, "num_devices": 1, "progress_bar": False,
+                 "tensorboard": False}
+    run_cli(str(workdir / "run"), *[f"--config.{k}={v}" for k, v in overrides.items()], devices=1, timeout=600,
+            config=f"{REPO}/configs/embedded.py", xla_flags="")
+    out = workdir / "export"
+    status = cli.run(ex.main, ["--workdir", str(workdir / "run"), "--out", str(out), "--formats", "float32", "int8",
+                               "--representative-count", "100"])
+    assert status == 0
+    return out
+
+
+def test_int8_export_of_a_trained_network_agrees_with_float(trained_export):
+    """Full integer quantization (V3 Table 4's setting) keeps the float network's top-1 on at
+    least 97% of the embedded eval images; builtin int8 ops, DEPTHWISE_CONV_2D kept."""
+    from mobilenet_jax.data import embedded
+
+    manifest = json.loads((trained_export / "export.json").read_text())
+    assert set(manifest["files"]) == {"float32", "int8"} and manifest["input_shape"] == [1, 32, 32, 3]
+    assert manifest["representative_images"] == 100
+    ops = manifest["files"]["int8"]["ops"]
+    assert ops["DEPTHWISE_CONV_2D"] == 17 and set(ops) <= ALLOWED_OPS | {"QUANTIZE", "DEQUANTIZE"}
+    images, labels = embedded.make_split("eval", 200, 32, seed=0)
+    floats, ints = (ex.tflite_interpreter(trained_export / f"model_{f}.tflite") for f in ("float32", "int8"))
+    top_float = np.array([ex.run_tflite(floats, x[None])["logits"].argmax() for x in images])
+    top_int8 = np.array([ex.run_tflite(ints, x[None])["logits"].argmax() for x in images])
+    assert np.mean(top_float == top_int8) >= 0.97
+    assert np.mean(top_float == labels) > 0.5  # it learned: chance is 10%
+    assert os.path.getsize(trained_export / "model_int8.tflite") < 0.5 * os.path.getsize(
+        trained_export / "model_float32.tflite")
+
+
+# --------------------------------------------------------------------------------------------
+# Bad requests: one error line, nothing written
+# --------------------------------------------------------------------------------------------
+
+
+def _run(argv, capsys):
+    from mobilenet_jax import cli
+
+    status = cli.run(ex.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return status, err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--model", "mobilenet_v5"], "unknown model"),
+    (["--model", "mobilenet_v2", "--formats", "onnx"], "unknown format"),
+    (["--model", "mobilenet_v2", "--batch", "0"], "--batch must be >= 1"),
+    (["--model", "mobilenet_v2", "--image-size", "16"], "at least 32x32"),
+    (["--model", "ssdlite", "--image-size", "48"], "at least 64x64"),
+    (["--model", "mobilenet_v2", "--dtype", "bfloat16"], "float32 only"),
+])
+def test_bad_requests_are_one_error_line_and_write_nothing(extra, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    status, err = _run([*extra, "--out", str(out)], capsys)
+    assert status != 0 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_a_workdir_without_checkpoint_or_an_output_under_a_file_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    status, err = _run(["--workdir", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], capsys)
+    assert status == 1 and len(err) == 1 and "no config.json" in err[0]
+    (tmp_path / "empty" / "config.json").write_text(json.dumps({"model": "mobilenet_v2", "dataset": "embedded"}))
+    status, err = _run(["--workdir", str(tmp_path / "empty"), "--out", str(tmp_path / "out")], capsys)
+    assert status == 1 and len(err) == 1 and "no checkpoint" in err[0], err
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("x")
+    status, err = _run(["--model", "mobilenet_v2", "--out", str(tmp_path / "file" / "sub")], capsys)
+    assert status == 1 and len(err) == 1 and "is a file" in err[0]
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_output_is_an_error(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    status, err = _run(["--model", "mobilenet_v2", "--out", str(locked / "out")], capsys)
+    assert status == 1 and "not writable" in err[0]
