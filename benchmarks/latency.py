@@ -24,9 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -115,47 +113,11 @@ def hard_swish_as_separate_ops(active: bool) -> Iterator[None]:
         layers.ACTIVATIONS["hard_swish"] = original
 
 
-@contextlib.contextmanager
-def pinned_to_one_core() -> Iterator[Optional[int]]:
-    """While timing, this process runs on one core (the last one allowed; the conversions
-    before use them all); yields the core, None where the OS cannot pin."""
-    if not hasattr(os, "sched_setaffinity"):
-        yield None
-        return
-    allowed = os.sched_getaffinity(0)
-    core = max(allowed)
-    os.sched_setaffinity(0, {core})
-    try:
-        yield core
-    finally:
-        os.sched_setaffinity(0, allowed)
-
-
-def time_interpreter(interpreter, inputs: dict, runs: int, warmup: int) -> list[float]:
-    """Milliseconds of each of `runs` invocations after `warmup` untimed ones."""
-    runner = interpreter.get_signature_runner()
-    for _ in range(warmup):
-        runner(**inputs)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        runner(**inputs)
-        times.append(1e3 * (time.perf_counter() - t))
-    return times
-
-
-def summarize(times: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(times)
-    return {"median_ms": statistics.median(ordered), "p90_ms": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-            "runs": len(ordered)}
-
-
 def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], runs: int, warmup: int,
             sessions: int, representative_count: int) -> dict[str, Any]:
     """Exports one network and times each format: {"madds", "float32": {...}, "int8": {...}}."""
-    import numpy as np
-
     from mobilenet_jax import export as ex
+    from mobilenet_jax.latency import tflite_latency
     from mobilenet_jax.profile import model_size
 
     size = image_size or timed.resolution
@@ -169,18 +131,8 @@ def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], 
                                "separate_hswish": timed.separate_hswish}
         for fmt in formats:
             flatbuffer = ex.convert_tflite(exportable, fmt, representative if fmt == "int8" else None)
-            interpreter = ex.tflite_interpreter(flatbuffer, num_threads=1)
-            (name, detail), = interpreter.get_signature_runner().get_input_details().items()
-            x = np.zeros(detail["shape"], detail["dtype"])
-            session_medians, all_times = [], []
-            with pinned_to_one_core() as core:
-                for _ in range(sessions):
-                    times = time_interpreter(interpreter, {name: x}, runs, warmup)
-                    session_medians.append(statistics.median(times))
-                    all_times.extend(times)
-            row["pinned_core"] = core
-            row[fmt] = {**summarize(all_times), "session_medians_ms": session_medians, "bytes": len(flatbuffer),
-                        "ops": ex.op_histogram(flatbuffer)}
+            row[fmt] = {**tflite_latency(flatbuffer, runs=runs, warmup=warmup, sessions=sessions),
+                        "bytes": len(flatbuffer), "ops": ex.op_histogram(flatbuffer)}
     return row
 
 
