@@ -271,6 +271,55 @@ def _grouped_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads) -> j
     )
 
 
+def _depthwise_forms(strides: int, pads) -> tuple[Callable, Callable]:
+    """(shifted, grouped): the two forms with the geometry bound."""
+    return (functools.partial(_shifted_depthwise, strides=strides, pads=pads),
+            functools.partial(_grouped_depthwise, strides=strides, pads=pads))
+
+
+def _pullback(form: Callable) -> Callable:
+    """(x, kernel, dy) -> (dx, dkernel) of one form, linearised inside the backward pass: the
+    form's own saved values live and die there (XLA removes the forward's unused result)."""
+
+    def pullback(x, kernel, dy):
+        return jax.vjp(form, x, kernel)[1](dy)
+
+    return pullback
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise_per_pass(x: jax.Array, kernel: jax.Array, strides: int, pads, impl: str) -> jax.Array:
+    """The depthwise convolution whose forward and backward each take the target's form.
+
+    Differentiating through `lax.platform_dependent` makes every branch return the residuals
+    of all branches: lowered for CUDA, each call would carry zero-filled, activation-sized
+    placeholders for the shifted form's saved values. Here the residuals are the inputs
+    (x, kernel), the same for both forms, and each pass chooses its form by itself."""
+    shifted, grouped = _depthwise_forms(strides, pads)
+    if impl == "shifted":
+        return shifted(x, kernel)
+    if impl == "grouped":
+        return grouped(x, kernel)
+    return lax.platform_dependent(x, kernel, cpu=shifted, default=grouped)
+
+
+def _depthwise_per_pass_fwd(x, kernel, strides, pads, impl):
+    return _depthwise_per_pass(x, kernel, strides, pads, impl), (x, kernel)
+
+
+def _depthwise_per_pass_bwd(strides, pads, impl, residuals, dy):
+    x, kernel = residuals
+    shifted, grouped = map(_pullback, _depthwise_forms(strides, pads))
+    if impl == "shifted":
+        return shifted(x, kernel, dy)
+    if impl == "grouped":
+        return grouped(x, kernel, dy)
+    return lax.platform_dependent(x, kernel, dy, cpu=shifted, default=grouped)
+
+
+_depthwise_per_pass.defvjp(_depthwise_per_pass_fwd, _depthwise_per_pass_bwd)
+
+
 @functools.partial(jax.jit, static_argnames=("strides", "padding", "impl"))
 def depthwise_conv2d(
     x: jax.Array, kernel: jax.Array, strides: int = 1, padding: Padding = "SAME",
@@ -285,9 +334,12 @@ def depthwise_conv2d(
       slower forward and 15x slower forward+backward over MobileNetV2-0.35's shapes.
     - 'grouped': XLA's grouped convolution. On an H100 the shifted form's backward (k*k
       kernel-gradient reductions) made forward+backward 1.7x slower than cuDNN's
-      (`python -m benchmarks.depthwise`; both in benchmarks/NOTES.md).
+      (`python -m benchmarks.depthwise`; both in benchmarks/NOTES.md). It is also the
+      deployment form: TFLite's DEPTHWISE_CONV_2D (`mobilenet_jax.export` forces it).
     - 'auto' (default): 'shifted' when the computation is lowered for the CPU, 'grouped' for
       GPU and TPU (`lax.platform_dependent`: only the chosen form is compiled).
+    The form is chosen separately in the forward and the backward pass of one custom VJP
+    (`_depthwise_per_pass`), so no branch carries another branch's saved values.
     It is a named `jit` so that a traced model shows each depthwise conv as one equation
     (`profile.is_depthwise`).
     """
@@ -299,13 +351,8 @@ def depthwise_conv2d(
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
     pads = lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding) if isinstance(padding, str) else padding
-    shifted = functools.partial(_shifted_depthwise, strides=strides, pads=pads)
-    grouped = functools.partial(_grouped_depthwise, strides=strides, pads=pads)
-    if impl == "shifted":
-        return shifted(x, kernel)
-    if impl == "grouped":
-        return grouped(x, kernel)
-    return lax.platform_dependent(x, kernel, cpu=shifted, default=grouped)
+    pads = tuple(tuple(int(p) for p in pad) for pad in pads)
+    return _depthwise_per_pass(x, kernel, strides, pads, impl)
 
 
 class DepthwiseConv(nn.Module):

@@ -2,10 +2,14 @@
 
     python -m mobilenet_jax.summary            # table, our counts beside the papers'
     python -m mobilenet_jax.summary --json     # JSON list, one object per variant
+    python -m mobilenet_jax.summary --model mobilenet_v3_small --latency   # + LiteRT latency
 
 Columns: trainable parameters (kernels, biases, BN scale/offset), BatchNorm statistics,
 multiply-adds (see `mobilenet_jax.profile`), and the paper's figures where the paper gives
-them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3).
+them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3). `--latency` adds
+each variant's float32 latency: exported to TFLite and timed single-thread, batch 1 through
+LiteRT (`mobilenet_jax.latency`: median ms on one pinned core of this machine; each variant is
+converted, so combine it with --model).
 
 Detectors (SSDLite at 320x320, `mobilenet_jax.detection`): V2 Table 6 and V3 Table 6. The
 class count that reproduces each paper's parameters differs: the V2 paper's SSDLite has 80
@@ -120,6 +124,15 @@ def measure(v: Variant) -> dict[str, Any]:
     )
 
 
+def measure_latency(v: Variant, runs: int = 50) -> float:
+    """Median float32 ms of the variant, single thread, batch 1 (`mobilenet_jax.latency`)."""
+    from mobilenet_jax import export
+    from mobilenet_jax.latency import tflite_latency
+
+    exportable = export.fresh(v.model, image_size=v.resolution, **v.overrides)
+    return tflite_latency(export.convert_tflite(exportable, "float32"), runs=runs)["median_ms"]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     def millions(n: Optional[int]) -> str:
         return "-" if n is None else f"{n / M:,.2f}M"
@@ -127,8 +140,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def ratio(ours: int, paper: Optional[int]) -> str:
         return "" if paper is None else f"{100 * (ours - paper) / paper:+.1f}%"
 
+    latency = any("latency_ms" in r for r in rows)
     header = ("model", "width", "res", "variant", "params", "paper", "diff", "BN stats",
-              "MAdds", "paper", "diff", "source")
+              "MAdds", "paper", "diff", "source") + (("float32 ms",) if latency else ())
     lines = [header]
     for r in rows:
         lines.append((
@@ -136,7 +150,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['params']:,}", millions(r["paper_params"]), ratio(r["params"], r["paper_params"]),
             f"{r['batch_stats']:,}", millions(r["madds"]), millions(r["paper_madds"]),
             ratio(r["madds"], r["paper_madds"]), r["source"],
-        ))
+        ) + ((f"{r['latency_ms']:.2f}",) if latency else ()))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for k, line in enumerate(lines):
@@ -151,18 +165,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m mobilenet_jax.summary", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument("--model", help="only this model (a registry name)")
+    parser.add_argument("--latency", action="store_true",
+                        help="add single-thread batch-1 LiteRT float32 latency (converts every listed variant)")
     args = parser.parse_args(argv)
     variants = [v for v in VARIANTS if args.model in (None, v.model)]
     if not variants:
         parser.error(f"no variants for model {args.model!r}")
     rows = [measure(v) for v in variants]
+    if args.latency:
+        for v, row in zip(variants, rows):
+            row["latency_ms"] = measure_latency(v)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
     else:
         print(format_table(rows))
         print("\nparams: kernels, biases, BN scale/offset. MAdds: convs incl. depthwise, SE 1x1s, "
-              "post-pool convs and classifier; one image.")
+              "post-pool convs and classifier; one image." + (" float32 ms: LiteRT, XNNPACK, one thread, "
+                                                             "batch 1, median on one core of this machine."
+                                                             if args.latency else ""))
     return 0
 
 

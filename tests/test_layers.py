@@ -1,6 +1,9 @@
 """The fast paths of the layers: each backend gets its own form of the depthwise convolution
 and of BatchNorm's statistics, every form computes the same function, and BatchNorm's custom
 backward equals autodiff's, on one device and across replicas under pmap."""
+import re
+from unittest import mock
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,6 +42,71 @@ def test_forced_depthwise_form_is_lowered_on_every_platform(impl):
         text = lowered_text(lambda x, k: depthwise_conv2d(x, k, impl=impl), (1, 6, 6, 4), (3, 3, 1, 4),
                             platform=platform)
         assert ("feature_group_count = 4" in text) == (impl == "grouped")
+
+
+def zero_placeholders(stablehlo: str) -> int:
+    """Activation-sized (rank-4) zero-filled tensors that a region or function returns: the
+    placeholders a branch of a differentiated `lax.platform_dependent` returns for the saved
+    values of the other branches."""
+    count = 0
+    for func in stablehlo.split("func.func")[1:]:
+        scalars = set(re.findall(r"(%[\w#.]+) = stablehlo.constant dense<0.0+e\+00> : tensor<\w+>", func))
+        zeros = {m.group(1) for m in re.finditer(
+            r"(%[\w#.]+) = stablehlo.broadcast_in_dim (%[\w#.]+), dims = \[\] : \(tensor<\w+>\) -> "
+            r"tensor<\d+x\d+x\d+x\d+x\w+>", func) if m.group(2) in scalars}
+        zeros |= set(re.findall(r"(%[\w#.]+) = stablehlo.constant dense<0.0+e\+00> : tensor<\d+x\d+x\d+x\d+x\w+>", func))
+        for returned in re.findall(r"(?:stablehlo|func)\.?return ([^:]*)", func):
+            count += sum(name.strip() in zeros for name in returned.split(","))
+    return count
+
+
+def _train_grad_lowered(depthwise, platform: str) -> str:
+    """StableHLO of forward + gradient of a training-mode MobileNetV2 0.35 (batch 8, 64x64)
+    whose depthwise convolutions are `depthwise(x, kernel, strides, padding, impl)`."""
+    model = create_model("mobilenet_v2", width=0.35, num_classes=10, dropout_rate=0.0)
+    x = jnp.zeros((8, 64, 64, 3))
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+    def loss(params, batch_stats, x):
+        y, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                 mutable=["batch_stats"])
+        return jnp.sum(y), updates
+
+    with mock.patch("mobilenet_jax.layers.depthwise_conv2d", depthwise):
+        traced = jax.jit(jax.grad(loss, has_aux=True)).trace(variables["params"], variables["batch_stats"], x)
+    return traced.lower(lowering_platforms=(platform,)).as_text()
+
+
+def test_train_gradient_lowered_for_cuda_carries_no_zero_placeholders():
+    """DESIGN.md: the form is chosen inside a custom VJP per pass. Lowered for CUDA, the
+    gradient of a training-mode V2 returns no zero-filled activation-sized tensors from any
+    branch; differentiating through `lax.platform_dependent` directly (the previous design,
+    rebuilt here) returns one per saved value of the shifted form."""
+    import functools as ft
+
+    from mobilenet_jax import layers
+
+    def through_platform_dependent(x, kernel, strides=1, padding="SAME", impl="auto"):
+        k = kernel.shape[0]
+        pads = jax.lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding)
+        return jax.lax.platform_dependent(
+            x, kernel, cpu=ft.partial(layers._shifted_depthwise, strides=strides, pads=pads),
+            default=ft.partial(layers._grouped_depthwise, strides=strides, pads=pads))
+
+    assert zero_placeholders(_train_grad_lowered(layers.depthwise_conv2d, "cuda")) == 0
+    assert zero_placeholders(_train_grad_lowered(through_platform_dependent, "cuda")) > 50
+
+
+@pytest.mark.parametrize("platform,grouped", [("cpu", False), ("cuda", True)])
+def test_depthwise_backward_takes_the_target_form(platform, grouped):
+    """The backward pass alone (a VJP given the cotangent) is the grouped convolution's
+    gradient on CUDA and shifted multiply-adds on the CPU."""
+    def pullback(x, k, dy):
+        return jax.vjp(lambda x, k: depthwise_conv2d(x, k, strides=2), x, k)[1](dy)
+
+    text = lowered_text(pullback, (2, 9, 9, 5), (3, 3, 1, 5), (2, 5, 5, 5), platform=platform)
+    assert ("stablehlo.convolution" in text) == grouped
+    assert ("stablehlo.slice" in text) == (not grouped)  # the shifted form's taps
 
 
 def test_block_computes_the_same_with_either_depthwise_form():

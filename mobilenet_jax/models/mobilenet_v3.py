@@ -21,6 +21,14 @@ Ablations (Table 5): `hswish_from` — None for ReLU everywhere; N for h-swish f
 block with N (unscaled) output channels on, with the stem and head in h-swish; the
 published Large network is `hswish_from=80`, the whole network `hswish_from=16`.
 `squeeze_excite=False` removes every SE module.
+
+Sec. 5.1's redesigned expensive layers, each a switch whose default is the paper's choice:
+`last_stage='original'` is the V2-style last stage of Fig. 5 (after the last block's 1x1
+expansion: a 3x3 depthwise conv, a linear 1x1 projection to twice the last block's width and
+a 1x1 conv to 1280 at 7x7, then pooling) instead of the efficient one (pooling right after
+the expansion, the 1280 conv after pooling: "7 ms, 11% of the running time, and 30M MAdds");
+`stem='relu32'` is the 32-filter ReLU stem instead of 16 filters with h-swish ("saves 2 ms
+and 10M MAdds").
 """
 from __future__ import annotations
 
@@ -36,6 +44,11 @@ from mobilenet_jax.models.registry import ModelConfigError, register
 
 SE_RATIO = 0.25
 STEM_FEATURES = 16
+#: Sec. 5.1 / Fig. 5: the efficient last stage (published) and the original, V2-style one.
+LAST_STAGES = ("efficient", "original")
+#: Sec. 5.1: the published 16-filter h-swish stem, and the 32-filter ReLU stem it replaced
+#: (name -> (filters, activation; None = the network's outer activation)).
+STEMS = {"hswish16": (16, None), "relu32": (32, "relu")}
 
 
 class V3Block(NamedTuple):
@@ -98,6 +111,8 @@ class MobileNetV3(Network):
     squeeze_excite: bool = True
     rescale_inputs: bool = False
     reduced_tail: bool = False
+    last_stage: str = "efficient"
+    stem: str = "hswish16"
 
     table: ClassVar[tuple[V3Block, ...]] = LARGE
     pre_logits_features: ClassVar[int] = 1280
@@ -109,6 +124,10 @@ class MobileNetV3(Network):
         check_choice(name, "squeeze_excite", self.squeeze_excite, (True, False))
         check_choice(name, "rescale_inputs", self.rescale_inputs, (True, False))
         check_choice(name, "reduced_tail", self.reduced_tail, (True, False))
+        check_choice(name, "last_stage", self.last_stage, LAST_STAGES)
+        check_choice(name, "stem", self.stem, tuple(STEMS))
+        if self.last_stage != "efficient" and self.features_only:
+            raise ModelConfigError(f"{name}: last_stage='original' is a classifier's; a backbone ends at C5")
         stages = sorted({b.out_features for b in self.table})
         if self.hswish_from is not None and self.hswish_from not in stages:
             raise ModelConfigError(
@@ -139,7 +158,7 @@ class MobileNetV3(Network):
 
     def block_table(self) -> list[dict]:
         """Keyword arguments of each `InvertedResidual`, after width and variant rules."""
-        blocks, in_features = [], STEM_FEATURES
+        blocks, in_features = [], STEMS[self.stem][0]
         tail_divisor = 2 if self.reduced_tail else 1
         for i, b in enumerate(self.table):
             expanded = make_divisible(in_features * b.expand_ratio)
@@ -176,7 +195,8 @@ class MobileNetV3(Network):
         act = self.outer_activation
         common = dict(norm=self.norm, dtype=self.dtype,
                       depthwise_impl=self.depthwise_impl)
-        x = ConvBN(STEM_FEATURES, 3, strides=2, activation=act, name="stem", **common)(x, train)
+        stem_features, stem_activation = STEMS[self.stem]
+        x = ConvBN(stem_features, 3, strides=2, activation=stem_activation or act, name="stem", **common)(x, train)
         stride, maps = 2, {}
         for i, kwargs in enumerate(self.block_table()):
             block = InvertedResidual(name=f"blocks_{i}", **kwargs, **common)
@@ -190,6 +210,13 @@ class MobileNetV3(Network):
         x = ConvBN(self.last_features, activation=act, name="last_conv", **common)(x, train)
         if self.features_only:
             return check_feature_maps(self, {**maps, "C5": x})
+        if self.last_stage == "original":  # Fig. 5, top: the V2-style stage at 7x7
+            channels = x.shape[-1]
+            x = ConvBN(channels, 3, groups=channels, activation=act, name="last_depthwise", **common)(x, train)
+            x = ConvBN(2 * self.block_table()[-1]["out_features"], activation="linear", name="last_project",
+                       **common)(x, train)
+            x = ConvBN(self.pre_logits, activation=act, name="pre_logits_conv", **common)(x, train)
+            return classifier_head(self, x, train)
         x = x.mean(axis=(1, 2))
         x = nn.Dense(self.pre_logits, dtype=self.dtype, name="pre_logits")(x)
         x = get_activation(act)(x)
