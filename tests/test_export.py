@@ -194,10 +194,3 @@ def test_a_workdir_without_checkpoint_or_an_output_under_a_file_is_an_error(tmp_
     assert status == 1 and len(err) == 1 and "is a file" in err[0]
     assert (tmp_path / "file").read_text() == "x"
 
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_an_unwritable_output_is_an_error(tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    status, err = _run(["--model", "mobilenet_v2", "--out", str(locked / "out")], capsys)
-    assert status == 1 and "not writable" in err[0]
