@@ -1,5 +1,10 @@
 """The pmapped train step: 8 devices == 1 device for the same global batch (cross-replica
 BatchNorm + gradient pmean), and the eval step's exact masked sums."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +28,23 @@ def _setup():
     return config, model, tx, schedule, host_state, images, labels
 
 
+_CHILD = "MOBILENET_JAX_TEST_DEFAULT_XLA_LEVEL"
+
+
 def test_one_step_on_8_devices_equals_one_device():
+    """Runs in a child process at XLA's default backend optimisation level, as training does: the
+    suite compiles at level 0 for speed (conftest.py), where the 8-device program (2 images a
+    device) computes the head's gradients 2e-2 off (last_conv's BN bias), and on some hosts a
+    compile option does not override the level that XLA_FLAGS set (measured here: 1.3e-5 of the
+    weights' norm with the option, against 1.2e-7 in a process without the level-0 flag)."""
+    if os.environ.get(_CHILD) != "1":
+        env = {**os.environ, _CHILD: "1", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+        child = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+             f"{__file__}::test_one_step_on_8_devices_equals_one_device"],
+            env=env, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=900)
+        assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
+        return
     assert jax.local_device_count() >= 8, "conftest should give 8 fake CPU devices"
     config, model, tx, schedule, host_state, images, labels = _setup()
     step = pmap_train_step(make_train_step(
@@ -34,11 +55,8 @@ def test_one_step_on_8_devices_equals_one_device():
     for key, n, order in ((8, 8, slice(None)), (1, 1, slice(None)), ("reordered", 1, reordered)):
         batch = {"image": images[order].reshape(n, 16 // n, 32, 32, 3), "label": labels[order].reshape(n, -1)}
         state = jax.tree_util.tree_map(jnp.asarray, host_state)  # fresh buffers (donated)
-        # At XLA's default backend optimisation level, as training runs: the suite compiles at level 0
-        # for speed (conftest.py), and there the 8-device program (2 images a device) computes the
-        # head's gradients 2e-2 off (last_conv's BN bias) while 1 or 2 devices agree to 5e-6.
         if n not in compiled:
-            compiled[n] = step.lower(state, batch).compile(compiler_options={"xla_backend_optimization_level": 2})
+            compiled[n] = step.lower(state, batch).compile()
         new_state, metrics = compiled[n](state, batch)
         results[key] = jax.device_get((new_state, metrics))
     (s8, m8), (s1, m1), (sr, _) = results[8], results[1], results["reordered"]
