@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mobilenet_jax.data import HostLayout
+from mobilenet_jax.data import DatasetInfo, HostLayout
 from mobilenet_jax.data import embedded_segmentation as es
 from mobilenet_jax.data.segmentation_augment import SegmentationAugment, augment, scale_crop
 from mobilenet_jax.segmentation.layout import IGNORE_LABEL, SegmentationInputError, check_batch, check_example
@@ -150,7 +150,7 @@ def test_input_errors_are_one_actionable_line():
     with pytest.raises(SegmentationInputError, match="lacks"):
         check_batch({"image": image[None]}, 3)
     bad = {"image": es.make_split("eval", 2, 32)["image"], "segmentation": np.full((2, 32, 32), 11, np.int32)}
-    info = es.DatasetInfo("embedded_segmentation", 2, 2, 11, 32)
+    info = DatasetInfo("embedded_segmentation", 2, 2, 11, 32)
     with pytest.raises(SegmentationInputError, match="11 are outside"):
         es.EmbeddedSegmentationDataset(info, bad, bad, batch_size=2, eval_batch_size=2, seed=0,
                                        layout=HostLayout(0, 1, 1))

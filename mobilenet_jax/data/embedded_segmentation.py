@@ -123,7 +123,8 @@ class EmbeddedSegmentationDataset:
                  num_eval_steps: int = -1, augmentation: Optional[SegmentationAugment] = SegmentationAugment()):
         for name, arrays in (("train", train), ("eval", eval)):
             if set(arrays) != {"image", "segmentation"}:
-                raise ValueError(f"{info.name} {name}: need exactly image and segmentation arrays, got {sorted(arrays)}")
+                raise ValueError(f"{info.name} {name}: need exactly image and segmentation arrays, "
+                                 f"got {sorted(arrays)}")
             check_example(arrays["image"], arrays["segmentation"], info.num_classes, where=f"{info.name} {name}: ")
         self.info = info
         self._arrays = ArrayDataset(info, train, eval, batch_size=batch_size, eval_batch_size=eval_batch_size,

@@ -61,11 +61,12 @@ def scale_crop(image: np.ndarray, segmentation: np.ndarray, scale: float, offset
 
 
 def augment(image: np.ndarray, segmentation: np.ndarray, rng: np.random.Generator,
-            config: SegmentationAugment, crop: tuple[int, int] | None = None):
-    """One example, randomly scaled, cropped to `crop` (default: its own size) and flipped."""
+            config: SegmentationAugment, crop: tuple[int, int] | None = None, base_scale: float = 1.0):
+    """One example, randomly scaled (by `base_scale` times the drawn scale), cropped to `crop`
+    (default: its own size) and flipped."""
     height, width = segmentation.shape
     crop = (height, width) if crop is None else crop
-    scale = rng.uniform(config.min_scale, config.max_scale)
+    scale = base_scale * rng.uniform(config.min_scale, config.max_scale)
     offset = tuple(rng.uniform(0.0, max(n - c / scale, 0.0)) for n, c in zip((height, width), crop))
     image, segmentation = scale_crop(image, segmentation, scale, offset, crop, config.pad_value,
                                      config.ignore_label)
@@ -74,13 +75,15 @@ def augment(image: np.ndarray, segmentation: np.ndarray, rng: np.random.Generato
     return np.ascontiguousarray(image), np.ascontiguousarray(segmentation)
 
 
-def tf_augment(tf, image, segmentation, seed, config: SegmentationAugment, crop: tuple[int, int]):
+def tf_augment(tf, image, segmentation, seed, config: SegmentationAugment, crop: tuple[int, int],
+               base_scale=1.0):
     """tf.data: image [H, W, 3] float32, segmentation [H, W] integer, seed [2] int64 ->
-    (image [crop, 3] float32, segmentation [crop] int32). Cuts the window first, then resizes
-    it, so a 2x scale of a 1024x2048 frame never materialises a 2048x4096 image."""
+    (image [crop, 3] float32, segmentation [crop] int32); the drawn scale times `base_scale`.
+    Cuts the window first, then resizes it: a 2x scale of a 1024x2048 frame never
+    materialises a 2048x4096 image."""
     shape = tf.shape(segmentation)
     out = tf.constant(crop, tf.float32)
-    scale = tf.random.stateless_uniform((), seed, config.min_scale, config.max_scale)
+    scale = tf.random.stateless_uniform((), seed, config.min_scale, config.max_scale) * base_scale
     window = tf.maximum(tf.cast(tf.math.ceil(out / scale), tf.int32), 1)
     padded = tf.maximum(window, shape[:2])
     image = tf.pad(image, [[0, padded[0] - shape[0]], [0, padded[1] - shape[1]], [0, 0]],
