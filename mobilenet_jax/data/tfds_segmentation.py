@@ -9,8 +9,8 @@ there (`python -m mobilenet_jax.data prepare cityscapes/semantic_segmentation --
 benchmark (cityscapesScripts' labels.py); every other id is IGNORE_LABEL (255).
 
 tfds's `voc` builder holds boxes only, no masks, so VOC is not read here. `scene_parse150`
-(ADE20K) is not either: tfds 4.9 builds its "annotation" from the instance-annotation archive,
-whose pixel values are not the 150 scene-parsing classes.
+(ADE20K) is not either: tfds 4.9 builds its "annotation" from the challenge's instance
+archive (annotations_instance.tar), not from the 150-class scene-parsing masks.
 
 Training (as DeepLab trains MobileNetV2/V3 heads on Cityscapes): each frame is taken at the
 evaluation resolution (`eval_size`, default the native 1024x2048), randomly scaled by
