@@ -223,3 +223,15 @@ def test_models_are_registered_segmentation_tasks():
     assert create_model("lraspp").num_classes == create_model("deeplabv3").num_classes == 21
     with pytest.raises(ValueError, match="3 input channels"):
         create_model("lraspp", width=0.35).init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+
+
+def test_summary_lists_the_segmentation_models():
+    """The size table carries the torchvision configurations (equal counts) and the papers'."""
+    from mobilenet_jax.summary import VARIANTS
+
+    rows = {v.variant: v for v in VARIANTS if v.model in ("lraspp", "deeplabv3")}
+    assert len(rows) == 7 and all(v.resolution == 520 for v in rows.values())
+    tv = {"V3-L OS16 (torchvision)": TORCHVISION_LRASPP_V3_LARGE,
+          "V3-L ASPP OS16 (torchvision)": TORCHVISION_DEEPLABV3_V3_LARGE}
+    for variant, reference in tv.items():
+        assert sizes(create_model(rows[variant].model, **rows[variant].overrides)) == reference

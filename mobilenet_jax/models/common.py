@@ -30,7 +30,8 @@ class Network(nn.Module):
     #: fastest form per backend; 'shifted' / 'grouped' force one. The function is the same.
     depthwise_impl: DepthwiseImpl = "auto"
     #: Return the named feature maps {"C3", "C4", "C5"} (output strides 8, 16, 32; see
-    #: `FEATURE_STRIDES`) instead of logits, and build no classifier: a detector's backbone.
+    #: `FEATURE_STRIDES`; on a V2 / V3 built at `output_stride` 16 or 8, `feature_strides`)
+    #: instead of logits, and build no classifier: a detector's or segmenter's backbone.
     #: The shared layers keep their classification names, so classification weights load.
     features_only: bool = False
 
