@@ -16,11 +16,12 @@ reference sizes"; tests/test_segmentation_models.py):
 - `lraspp_mobilenet_v3_large()` = `lraspp` with `reduced_tail=False`: equal parameter and
   BatchNorm statistics counts. torchvision takes its 1/8 map from the first stride-8 block
   (features[4]), we from the last one (C3); both have 40 channels, so the counts agree but
-  the two networks are not the same function.
-- `deeplabv3_mobilenet_v3_large(aux_loss=False)` = `deeplabv3` with
-  `backbone='mobilenet_v3_large'` (the defaults): equal counts, same function.
-torchvision's segmentation BatchNorm defaults (epsilon 1e-5, decay 0.9 in the heads) differ
-from ours (`Network`'s 1e-3, 0.99), which changes no count. V3 Table 7 (Cityscapes mIOU,
+  the layer read differs.
+- `deeplabv3_mobilenet_v3_large(aux_loss=False)` = `deeplabv3` (the defaults): equal counts,
+  the same layers in the same places.
+Neither is torchvision's function to the bit: as for the classifiers here, stride-2 layers pad
+TensorFlow's 'SAME' way (torchvision pads symmetrically), and the heads' BatchNorm uses
+`Network`'s epsilon 1e-3 and decay 0.99 (PyTorch's 1e-5, 0.9). No count depends on either. V3 Table 7 (Cityscapes mIOU,
 params, MAdds) is not transcribed in docs/papers.md, so no paper count is compared here.
 
 Parameters of the backbone live under `backbone/` with the classification network's names
