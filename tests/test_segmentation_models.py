@@ -131,7 +131,8 @@ def test_atrous_schedule_is_torchvisions_dilated_v3_large():
     stride 1 with dilation 2, the C4 block included (torchvision's `dilated=True`); at 8 the
     80-channel stage gets dilation 2 and the last one 4. At 32 nothing changes."""
     def schedule(os):
-        return [(b["strides"], b["dilation"]) for b in create_model("mobilenet_v3_large", output_stride=os).block_table()]
+        table = create_model("mobilenet_v3_large", output_stride=os).block_table()
+        return [(b["strides"], b["dilation"]) for b in table]
 
     nominal = [(b.strides, 1) for b in create_model("mobilenet_v3_large").table]
     assert schedule(32) == nominal
@@ -176,7 +177,8 @@ def test_paper_gate_pools_49x49_with_stride_16_20():
     low, high = jnp.ones((1, 128, 256, 4)), jax.random.normal(jax.random.key(0), (1, 64, 128, 8))
     head = LRASPPHead(3, features=4, gate_pooling="paper")
     v = head.init(jax.random.key(1), low, high)
-    out, inter = head.apply(v, low, high, capture_intermediates=lambda m, _: m.name == "gate", mutable=["intermediates"])
+    out, inter = head.apply(v, low, high, capture_intermediates=lambda m, _: m.name == "gate",
+                            mutable=["intermediates"])
     assert out.shape == (1, 128, 256, 3)
     assert inter["intermediates"]["gate"]["__call__"][0].shape == (1, 1, 4, 4)
     glob = LRASPPHead(3, features=4, gate_pooling="global").apply(v, low, high)
