@@ -345,7 +345,10 @@ def test_bad_inputs_raise_before_compiling(name, shape, dtype, error, message):
 
 
 def test_registry_lists_models_and_fields():
-    assert mobilenet_jax.list_models() == ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "ssdlite", "xception"]
+    import mobilenet_jax.segmentation.models  # noqa: F401  (registers lraspp, deeplabv3 in any test order)
+
+    assert mobilenet_jax.list_models() == ["deeplabv3", "lraspp", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
+                                           "mobilenet_v3_small", "ssdlite", "xception"]
     fields = mobilenet_jax.model_fields("mobilenet_v2")
     assert {"num_classes", "width", "dtype", "shortcut", "bottleneck_activation"} <= set(fields)
     assert fields["shortcut"].default == "bottleneck" and fields["bottleneck_activation"].default == "linear"
