@@ -1,5 +1,5 @@
 """tfds `coco/2017` for detection through tf.data (input only), in the layout of
-`mobilenet_jax.detection.layout`: boxes (x1, y1, x2, y2) in [0, 1], labels 1..80 (tfds's 80
+`mobilenet_jax.data.detection_layout`: boxes (x1, y1, x2, y2) in [0, 1], labels 1..80 (tfds's 80
 class indices + 1; 0 is the background), `max_boxes` slots per image.
 
 Augmentation (SSD Sec. 2.2 "Data augmentation", as the TF object detection API's SSDLite

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
-from mobilenet_jax.detection.layout import pack
+from mobilenet_jax.data.detection_layout import pack
 
 _SPLIT_SEEDS = {"train": 10, "eval": 11, "validation": 12}
 MAX_BOXES = 8  # object slots per image unless a config says otherwise
@@ -75,7 +75,7 @@ def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 
                max_size: float = 0.4, masks: bool = False,
                classes: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
     """{"image", "boxes", "labels", "box_mask"} (+ "masks") in the layout of
-    `mobilenet_jax.detection.layout`, `max_boxes` slots per image. `classes` picks a subset
+    `mobilenet_jax.data.detection_layout`, `max_boxes` slots per image. `classes` picks a subset
     of the ten shapes (indices into `CLASS_NAMES`; labels become 1..len(classes)), for an
     easier set."""
     classes = tuple(range(NUM_CLASSES)) if classes is None else tuple(int(c) for c in classes)
