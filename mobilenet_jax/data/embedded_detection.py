@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
+from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, signed_distance
 from mobilenet_jax.data.detection_layout import pack
 
 _SPLIT_SEEDS = {"train": 10, "eval": 11, "validation": 12}
@@ -46,7 +46,7 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
             r = rng.uniform(min_size, max_size)  # half the shape's extent, in [-1, 1] units
             cx, cy = rng.uniform(-1 + r, 1 - r, 2)
             t = max(rng.uniform(0.12, 0.18) * r / 0.45, 1.5 * pix)
-            sd = _signed_distance(cls, (gx - cx)[None], (gy - cy)[None], np.array(r).reshape(1, 1, 1),
+            sd = signed_distance(cls, (gx - cx)[None], (gy - cy)[None], np.array(r).reshape(1, 1, 1),
                                   np.array(t).reshape(1, 1, 1))[0]
             alpha = np.clip(0.5 + sd / pix, 0.0, 1.0)
             inside = alpha >= 0.5
