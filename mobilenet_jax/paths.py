@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import IO, Optional, Union
+from typing import Optional, Union
 
 from etils import epath
 
@@ -112,11 +112,6 @@ def existing(path: PathLike, what: str = "path") -> epath.Path:
     if not exists(path, what):
         raise PathError(f"{what}={path}: no such file or directory")
     return resolve(path, what)
-
-
-def open_file(path: PathLike, mode: str = "r") -> IO:
-    """Opens a file for reading or writing on any served file system."""
-    return resolve(path).open(mode)
 
 
 def append_text(path: PathLike, text: str) -> None:

@@ -229,8 +229,3 @@ class TfdsDataset(TfdsReader):
         pad = {"image": tf.zeros((s, s, 3)), "label": tf.constant(0), "mask": tf.constant(False)}
         return padded_eval_batches(ds, pad, self.info.num_eval, local_batch, self._layout, self._num_eval_steps)
 
-
-def tfds_num_classes(name: str) -> int:
-    """Number of classes of a tfds data set (from its metadata; no data read)."""
-    return {"imagenet2012": 1000, "imagenette": 10, "cifar10": 10, "cifar100": 100}[name]
-

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mobilenet_jax.detection.anchors import ASPECT_RATIOS, MAX_SCALE, MIN_SCALE, anchors_per_cell, generate_anchors
-from mobilenet_jax.detection.nms import Detections, postprocess
 from mobilenet_jax.layers import ConvBN
 from mobilenet_jax.models.common import Network, check_choice
 from mobilenet_jax.models.registry import ModelConfigError, create_model, register
@@ -131,13 +130,6 @@ def model_anchors(model: SSDLite, image_size: int) -> np.ndarray:
     """The anchors [A, 4] matching the model's outputs at `image_size`."""
     return generate_anchors(feature_map_sizes(model, image_size), min_scale=model.min_scale,
                             max_scale=model.max_scale, aspect_ratios=model.aspect_ratios)
-
-
-def detect(model: SSDLite, variables: Any, images: jax.Array, anchors: jax.Array,
-           **nms_kwargs) -> Detections:
-    """Inference: network, box decoding and multiclass NMS (jit it with `model` static)."""
-    out = model.apply(variables, images, train=False)
-    return postprocess(out["box_codes"], out["class_logits"], anchors, **nms_kwargs)
 
 
 def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
