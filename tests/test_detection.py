@@ -190,6 +190,27 @@ def test_ssd_loss_counts_and_gradients():
     assert float(loss_fn(encode(target, anchors[None]), logits, anchors, gt, labels, valid).localization) < 1e-6
 
 
+def test_localization_loss_is_smooth_l1_of_the_code_errors():
+    # SSD's smooth L1: 0.5 x^2 below |x| = 1, |x| - 0.5 above, summed over the 4 codes and
+    # the matched anchors.
+    def smooth_l1(x):
+        ax = np.abs(x)
+        return np.where(ax < 1.0, 0.5 * ax**2, ax - 0.5)
+
+    anchors = jnp.asarray(anchors_lib.generate_anchors([(4, 4), (2, 2)]))
+    gt = jnp.array([[[0.1, 0.1, 0.4, 0.45], [0.5, 0.5, 0.9, 0.9]]], jnp.float32)
+    labels, valid = jnp.array([[1, 2]]), jnp.array([[True, True]])
+    codes = jax.random.normal(jax.random.key(3), (1, anchors.shape[0], 4)) * 2.0
+    logits = jnp.zeros((1, anchors.shape[0], 3))
+    terms = jax.jit(ssd_loss)(codes, logits, anchors, gt, labels, valid)
+    from mobilenet_jax.detection.matching import match_batch
+    m = np.asarray(match_batch(gt, valid, anchors))[0]
+    target = encode(gt[0][np.maximum(m, 0)], anchors)
+    err = np.asarray(codes[0] - target)[m >= 0]
+    assert (np.abs(err) < 1).any() and (np.abs(err) > 1).any()  # both branches are exercised
+    np.testing.assert_allclose(float(terms.localization), smooth_l1(err).sum(), rtol=1e-6)
+
+
 def test_ssdlite_on_xception_feeds_its_c4_and_c5_to_the_heads():
     model = create_model("ssdlite", backbone="xception", width=0.25, num_classes=3)
     x = jax.ShapeDtypeStruct((1, 128, 128, 3), jnp.float32)
