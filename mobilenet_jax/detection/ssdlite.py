@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,8 +144,8 @@ def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
             out[collection] = tree
             continue
         source = classifier_variables.get(collection, {})
-        flat = {"/".join(k): v for k, v in _flatten(tree["backbone"])}
-        src = {"/".join(k): v for k, v in _flatten(source)}
+        flat = traverse_util.flatten_dict(tree["backbone"], sep="/")
+        src = traverse_util.flatten_dict(source, sep="/")
         missing = sorted(k for k in flat if k not in src)
         wrong = sorted(k for k in flat if k in src and np.shape(src[k]) != np.shape(flat[k]))
         if missing or wrong:
@@ -152,25 +153,7 @@ def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
                 f"classifier {collection} do not fit the detector's backbone: missing {missing[:5]}"
                 f"{'...' if len(missing) > 5 else ''}, shape mismatch {wrong[:5]}; was the "
                 "classifier built with the same backbone, width and reduced_tail?")
-        new_backbone = _unflatten({k: src[k] for k in flat})
+        new_backbone = traverse_util.unflatten_dict({k: src[k] for k in flat}, sep="/")
         out[collection] = {**tree, "backbone": new_backbone}
     return out
 
-
-def _flatten(tree, prefix=()):
-    for k, v in tree.items():
-        if isinstance(v, dict) or hasattr(v, "items"):
-            yield from _flatten(v, prefix + (k,))
-        else:
-            yield prefix + (k,), v
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for key, v in flat.items():
-        node = out
-        parts = key.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return out
