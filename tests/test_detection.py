@@ -13,7 +13,7 @@ from mobilenet_jax.detection.nms import multiclass_nms
 from mobilenet_jax.detection.ssdlite import feature_map_sizes, load_backbone, model_anchors
 from mobilenet_jax.models import create_model
 from mobilenet_jax.models.registry import ModelConfigError
-from mobilenet_jax.profile import abstract_variables
+from mobilenet_jax.sizes import abstract_variables
 
 BACKBONES = [
     ("mobilenet_v1", {}, {"C3": 256, "C4": 512, "C5": 1024}),
