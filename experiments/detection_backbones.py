@@ -50,7 +50,7 @@ def sizes_and_predictions(groups: Mapping[str, runs.GroupStats], configs: Mappin
     """The report's Table 6 columns (parameters and multiply-adds at 320 with 90 classes, counted from
     the module, beside the paper's) and the predictions figure (from the runs' checkpoints)."""
     from mobilenet_jax.models import create_model
-    from mobilenet_jax.profile import model_size
+    from mobilenet_jax.sizes import model_size
 
     rows = []
     for group, label, kwargs, *_ in BACKBONES:

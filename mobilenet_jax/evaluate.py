@@ -62,7 +62,7 @@ def restore_variables(workdir: paths.PathLike, model: Any, image_size: int, step
     tree is checked leaf by leaf against `model`."""
     import orbax.checkpoint as ocp
 
-    from mobilenet_jax.profile import abstract_variables
+    from mobilenet_jax.sizes import abstract_variables
 
     directory = paths.resolve(workdir, "--checkpoint") / ("best" if best else "checkpoints")
     if not directory.is_dir():

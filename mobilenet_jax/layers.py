@@ -347,7 +347,7 @@ def depthwise_conv2d(
     The form is chosen separately in the forward and the backward pass of one custom VJP
     (`_depthwise_per_pass`), so no branch carries another branch's saved values.
     It is a named `jit` so that a traced model shows each depthwise conv as one equation
-    (`profile.is_depthwise`).
+    (`sizes.is_depthwise`).
     """
     k = kernel.shape[0]
     if kernel.shape[:3] != (k, k, 1) or kernel.shape[3] != x.shape[-1]:

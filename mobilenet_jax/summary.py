@@ -5,7 +5,7 @@
     python -m mobilenet_jax.summary --model mobilenet_v3_small --latency   # + LiteRT latency
 
 Columns: trainable parameters (kernels, biases, BN scale/offset), BatchNorm statistics,
-multiply-adds (see `mobilenet_jax.profile`), and the paper's figures where the paper gives
+multiply-adds (see `mobilenet_jax.sizes`), and the paper's figures where the paper gives
 them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3). `--latency` adds
 each variant's float32 latency: exported to TFLite and timed single-thread, batch 1 through
 LiteRT (`mobilenet_jax.latency`: median ms on one pinned core of this machine; each variant is
@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Optional
 
 from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.profile import model_size
+from mobilenet_jax.sizes import model_size
 from mobilenet_jax.segmentation import models as _segmentation  # noqa: F401  (registers lraspp, deeplabv3)
 
 M = 1_000_000

@@ -47,13 +47,6 @@ def test_variants_differ_only_in_their_switch():
     assert {k for k in a["model_kwargs"] if a["model_kwargs"][k] != b["model_kwargs"][k]} == {"shortcut"}
 
 
-def test_parse_set():
-    assert ablation.parse_set(["batch_size=256", "dataset=cifar10", "model_kwargs.width=0.5"]) == {
-        "batch_size": 256, "dataset": "cifar10", "model_kwargs.width": 0.5}
-    with pytest.raises(Exception, match="KEY=VALUE"):
-        ablation.parse_set(["oops"])
-
-
 def test_every_claim_names_two_variants_and_the_verdict_counts_them():
     for script in SCRIPTS + MORE_SCRIPTS:
         ab = script.ABLATION

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mobilenet_jax import export as ex
-from mobilenet_jax.profile import is_depthwise, iter_equations
+from mobilenet_jax.sizes import is_depthwise, iter_equations
 
 SIZE = 64
 #: (id, registry name, fields): every family the papers time, and SSDLite's heads.

@@ -16,7 +16,7 @@ from mobilenet_jax import ModelConfigError, create_model
 from mobilenet_jax.blocks import DepthwiseSeparable, InvertedResidual, SeparableConvBN
 from mobilenet_jax.layers import hard_sigmoid, hard_swish, make_divisible, relu6
 from mobilenet_jax.models import mobilenet_v1
-from mobilenet_jax.profile import (abstract_variables, count_leaves, count_madds, is_convolution, is_depthwise,
+from mobilenet_jax.sizes import (abstract_variables, count_leaves, count_madds, is_convolution, is_depthwise,
                                    iter_equations, jaxpr_madds, model_size)
 
 

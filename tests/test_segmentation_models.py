@@ -10,7 +10,7 @@ import pytest
 from mobilenet_jax.models import create_model
 from mobilenet_jax.models.common import atrous_schedule, feature_strides
 from mobilenet_jax.models.registry import ModelConfigError
-from mobilenet_jax.profile import abstract_variables, count_leaves, count_madds
+from mobilenet_jax.sizes import abstract_variables, count_leaves, count_madds
 from mobilenet_jax.segmentation import models as segmentation  # registers lraspp, deeplabv3
 from mobilenet_jax.segmentation.heads import LRASPPHead, resize_bilinear
 

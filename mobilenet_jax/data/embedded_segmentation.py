@@ -24,15 +24,14 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
-from mobilenet_jax.data.embedded_detection import _overlap
+from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES
+from mobilenet_jax.data.embedded_detection import NOISE, add_noise, draw_scene
 from mobilenet_jax.data.pipeline import ArrayDataset, Batch, DatasetInfo, HostLayout
 from mobilenet_jax.data.segmentation_augment import SegmentationAugment, augment
 from mobilenet_jax.segmentation.layout import IGNORE_LABEL, check_example
 
 _SPLIT_SEEDS = {"train": 20, "eval": 21, "validation": 22}
 SPLITS = tuple(_SPLIT_SEEDS)
-NOISE = (0.02, 0.05)  # embedded_detection's pixel noise
 BOUNDARY = 1.0  # ignore band width, in pixels (the anti-aliased ring of each outline)
 
 
@@ -40,43 +39,16 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int, mi
                  max_size: float, classes: Sequence[int] = tuple(range(NUM_CLASSES)),
                  noise: tuple[float, float] = NOISE, boundary: float = BOUNDARY):
     """(image [S, S, 3] float32 in [-1, 1], segmentation [S, S] int32 in 0..len(classes) or
-    IGNORE_LABEL). The placement follows embedded_detection.render_image."""
-    s = image_size
-    grid = (np.arange(s) + 0.5) / s * 2.0 - 1.0
-    gy, gx = np.meshgrid(grid, grid, indexing="ij")
-    pix = 2.0 / s
-    bg = rng.uniform(-1.0, 1.0, 3)
-    img = np.broadcast_to(bg, (s, s, 3)).copy()
-    seg = np.zeros((s, s), np.int32)
-    boxes: list[np.ndarray] = []
-    for _ in range(rng.integers(1, max_objects + 1)):
-        for _attempt in range(20):
-            label = int(rng.integers(len(classes)))
-            r = rng.uniform(min_size, max_size)
-            cx, cy = rng.uniform(-1 + r, 1 - r, 2)
-            t = max(rng.uniform(0.12, 0.18) * r / 0.45, 1.5 * pix)
-            sd = _signed_distance(classes[label], (gx - cx)[None], (gy - cy)[None],
-                                  np.array(r).reshape(1, 1, 1), np.array(t).reshape(1, 1, 1))[0]
-            alpha = np.clip(0.5 + sd / pix, 0.0, 1.0)
-            inside = alpha >= 0.5
-            if inside.sum() < 4:
-                continue
-            rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
-            box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32) / s
-            if all(_overlap(box, b) <= 0.1 for b in boxes):
-                break
-        else:
-            continue
-        fg = rng.uniform(-1.0, 1.0, 3)
-        if np.abs(fg - bg).mean() < 0.5:
-            fg = np.clip(-bg + rng.uniform(-0.3, 0.3, 3), -1, 1)
-        img = img * (1 - alpha[..., None]) + fg * alpha[..., None]
-        boxes.append(box)
-        seg[inside] = label + 1
+    IGNORE_LABEL): embedded_detection's scene, each shape's pixels labelled with its class and
+    a band `boundary` pixels wide along each outline ignored."""
+    img, shapes = draw_scene(rng, image_size, max_objects, min_size, max_size, classes)
+    seg = np.zeros((image_size, image_size), np.int32)
+    half_band = boundary * (2.0 / image_size) / 2  # in [-1, 1] image units
+    for shape in shapes:
+        seg[shape.inside] = shape.label
         if boundary > 0:
-            seg[np.abs(sd) < boundary * pix / 2] = IGNORE_LABEL
-    img += rng.normal(0.0, rng.uniform(noise[0], noise[1]), img.shape)
-    return np.clip(img, -1.0, 1.0).astype(np.float32), seg
+            seg[np.abs(shape.signed_distance) < half_band] = IGNORE_LABEL
+    return add_noise(rng, img, noise), seg
 
 
 def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 0, *,

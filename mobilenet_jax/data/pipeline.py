@@ -93,13 +93,6 @@ def prefetch_to_device(batches: Iterable[Batch], size: int, num_devices: int) ->
             queue.append(put(batch))
 
 
-def check_batch(batch: Batch, layout: HostLayout, per_device: int, image_size: int) -> None:
-    """Raises if a batch breaks the contract (catches pipeline bugs before a compile)."""
-    want = (layout.local_devices, per_device, image_size, image_size)
-    if tuple(batch["image"].shape[:4]) != want:
-        raise ValueError(f"image batch has shape {batch['image'].shape}, expected {want} + (C,)")
-
-
 class ArrayDataset:
     """A data set held in host memory as numpy arrays (embedded data, small tests).
 

@@ -30,7 +30,7 @@ import numpy as np
 from mobilenet_jax import paths
 from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout
 from mobilenet_jax.data.segmentation_augment import SegmentationAugment, tf_augment
-from mobilenet_jax.data.tfds import _tf, host_batches, padded_eval_batches
+from mobilenet_jax.data.tfds import import_tf, host_batches, padded_eval_batches
 from mobilenet_jax.segmentation.layout import IGNORE_LABEL, SegmentationInputError, check_batch
 
 CITYSCAPES = "cityscapes/semantic_segmentation"
@@ -89,7 +89,7 @@ class TfdsSegmentationDataset:
                  augmentation: SegmentationAugment = SegmentationAugment()):
         import tensorflow_datasets as tfds
 
-        _tf()
+        import_tf()
         if name not in SOURCES:
             raise ValueError(f"unknown tfds segmentation set {name!r}; known: {sorted(SOURCES)}")
         self.source = source = SOURCES[name]
@@ -135,7 +135,7 @@ class TfdsSegmentationDataset:
 
     def _checked(self, batches: Iterator[Batch], split: str) -> Iterator[Batch]:
         """Batches checked against the layout; the tf.data shape check as a one-line error."""
-        tf = _tf()
+        tf = import_tf()
         try:
             for batch in batches:
                 check_batch(batch, self.source.num_classes, ignore_label=self._augmentation.ignore_label)
@@ -149,7 +149,7 @@ class TfdsSegmentationDataset:
                 f"set: python -m mobilenet_jax.data prepare {self.source.name})") from None
 
     def train_batches(self, start_step: int) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._batch)
         ds = self._read(self._train_part, shuffle_files=True).repeat()
         ds = ds.shuffle(self._shuffle_buffer, seed=self._seed).enumerate().skip(start_step * local_batch)
@@ -169,7 +169,7 @@ class TfdsSegmentationDataset:
         return self._checked(host_batches(ds, local_batch, self._layout), self._train_split)
 
     def eval_batches(self) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._eval_batch)
         size = self._eval_size
 

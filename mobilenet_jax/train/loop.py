@@ -236,6 +236,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     else:
                         ckpt_now = True
             if ckpt_now:
+                writer.flush()
                 last_ckpt = ckpts.save(state)
                 t0, steps_timed = time.perf_counter(), 0
             result["step"] = step
@@ -254,6 +255,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
         layout = HostLayout(jax.process_index(), jax.process_count(), num_devices)
         test_ds = build_dataset(_with_eval_split(config, config.test_split), layout)
         metrics_test = task.evaluate(state, test_ds, num_devices, config.prefetch)
+        writer.flush()
         if start < total or not any(r["step"] == result["step"] for r in read_metrics(workdir, "test")):
             writer.write(result["step"], "test", metrics_test)
         result.update({f"test_{k}": v for k, v in metrics_test.items()})
