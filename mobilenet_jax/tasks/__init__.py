@@ -8,7 +8,8 @@ prefetch, checkpoints and metrics are task-blind; a task is a small object that 
 - `eval_step()`: the per-device `(variables, batch) -> outputs` of one evaluation batch;
 - `reduce(pairs)`: the metrics of a whole split from its `(host batch, device outputs)` pairs,
   exact (padding masked out);
-- `best_metric`: the key of `reduce`'s result the best checkpoint is kept by (higher is better).
+- `best_metric`: the key of `reduce`'s result the best checkpoint is kept by (higher is better);
+- `from_config(config, model)`: the task for a trainer config's model.
 
 `evaluator(task)` runs any task's evaluation (prefetched onto the devices, compiled once).
 
@@ -147,6 +148,6 @@ def evaluator(task: Task) -> Callable[[TrainState, Dataset, int, int], dict[str,
 
 
 __all__ = [
-    "AXIS", "TASK_MODULES", "EvalStep", "LossFn", "Metrics", "Task", "build_task", "evaluator",
+    "TASK_MODULES", "EvalStep", "LossFn", "Metrics", "Task", "build_task", "evaluator",
     "get_task", "list_tasks", "pmap_eval_step", "register_task", "select",
 ]
