@@ -169,7 +169,7 @@ def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, im
 def from_workdir(workdir: str, *, batch: int = 1, image_size: Optional[int] = None, dtype: str = "float32",
                  step: Optional[int] = None, best: bool = False) -> Exportable:
     """A trainer or converter workdir's checkpoint (EMA weights when it has them)."""
-    from mobilenet_jax.evaluate import load_workdir_config, restore_variables
+    from mobilenet_jax.train.checkpoint import load_workdir_config, restore_variables
     from mobilenet_jax.train.loop import build_model
 
     config = load_workdir_config(workdir)

@@ -32,7 +32,6 @@ from typing import Any, NamedTuple, Optional
 from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
 from mobilenet_jax.sizes import model_size
-from mobilenet_jax.segmentation import models as _segmentation  # noqa: F401  (registers lraspp, deeplabv3)
 
 M = 1_000_000
 

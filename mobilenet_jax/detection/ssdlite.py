@@ -57,6 +57,7 @@ class SSDLite(Network):
     max_scale: float = MAX_SCALE
     aspect_ratios: tuple[float, ...] = ASPECT_RATIOS
 
+    task: ClassVar[str] = "detection"
     min_resolution: ClassVar[int] = 64
     default_resolution: ClassVar[int] = 320
 

@@ -35,6 +35,9 @@ class Network(nn.Module):
     #: The shared layers keep their classification names, so classification weights load.
     features_only: bool = False
 
+    #: The task the network trains for: a name registered in `mobilenet_jax.tasks` (its loss,
+    #: evaluation and batch layout). The data set must be one of the same task.
+    task: ClassVar[str] = "classification"
     #: Smallest input side the network accepts (Keras's limits).
     min_resolution: ClassVar[int] = 32
     #: The paper's input side, used by the size accounting.

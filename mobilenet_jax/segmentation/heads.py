@@ -39,7 +39,7 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Bilinear resize of NHWC `x` to `size` (height, width), as torchvision's segmentation
     models upsample (`F.interpolate(..., 'bilinear', align_corners=False)`).
 
-    Gathers and a weighted sum, not `jax.image.resize` (whose matmuls `profile` would count
+    Gathers and a weighted sum, not `jax.image.resize` (whose matmuls `sizes` would count
     as multiply-adds: the papers count none for resizing); for upsampling the two agree.
     """
     for axis, size_out in zip((1, 2), size):

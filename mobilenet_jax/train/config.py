@@ -17,11 +17,16 @@ from mobilenet_jax.errors import UserError
 
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
-# Detection data sets (boxes; see mobilenet_jax.detection.layout) train a detector model.
-TFDS_DETECTION_DATASETS = ("coco/2017",)
-DETECTION_DATASETS = ("embedded_detection",) + TFDS_DETECTION_DATASETS
-DETECTION_MODELS = ("ssdlite",)
-DATASETS = ("embedded", "synthetic") + TFDS_DATASETS + DETECTION_DATASETS
+TFDS_DETECTION_DATASETS = ("coco/2017",)  # boxes: see mobilenet_jax.data.detection_layout
+#: The task each data set's batches are laid out for (a name in `mobilenet_jax.tasks`); a
+#: model trains on the data sets of its own task (`Network.task`, checked by `check_task`).
+DATASET_TASKS: dict[str, str] = {
+    "embedded": "classification",
+    "synthetic": "classification",
+    **dict.fromkeys(TFDS_DATASETS, "classification"),
+    "embedded_detection": "detection",
+    **dict.fromkeys(TFDS_DETECTION_DATASETS, "detection"),
+}
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("constant", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -34,8 +39,8 @@ class ConfigError(UserError, ValueError):
 def default_config() -> ml_collections.ConfigDict:
     """All keys the trainer reads, with defaults. Durations: `*_steps` wins when >= 0."""
     c = ml_collections.ConfigDict()
-    # Model: create_model(model, num_classes=<dataset>, dtype=dtype, bn_axis_name="batch",
-    #                     **model_kwargs).
+    # Model: create_model(model, num_classes=<dataset>, dtype=dtype, bn_axis_name=AXIS ("batch"),
+    #                     **model_kwargs); its task (Network.task) must be the data set's.
     c.model = "mobilenet_v2"
     c.model_kwargs = ml_collections.ConfigDict({"width": 1.0})
     c.dtype = "bfloat16"  # compute dtype; parameters are always float32
@@ -137,6 +142,30 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+def dataset_task(dataset: str) -> str:
+    """The task of a data set's batches: DATASET_TASKS's; a tfds name outside the table (the
+    evaluation command reads any tfds image/label set) is a classification set."""
+    return DATASET_TASKS.get(dataset, "classification")
+
+
+def check_task(model: str, dataset: str) -> str:
+    """The task a registered `model` trains on `dataset`: the model's declared task, which must
+    be the data set's, else a ConfigError that says what would pair. The one place the task of
+    a run is decided (the trainer's `build_task` and the evaluation command use it)."""
+    from mobilenet_jax.models import list_models, model_task
+
+    task, data_task = model_task(model), dataset_task(dataset)
+    if task != data_task:
+        datasets = [d for d, t in DATASET_TASKS.items() if t == task]
+        models = [m for m in list_models() if model_task(m) == data_task]
+        raise ConfigError(
+            f"dataset {dataset!r} and model {model!r} do not make a task: {dataset!r} is a {data_task} "
+            f"data set and {model!r} a {task} model; use a {task} data set {datasets} or a "
+            f"{data_task} model {models}"
+        )
+    return task
+
+
 def _check_keys(config: Mapping, reference: Mapping, prefix: str = "") -> None:
     unknown = sorted(set(config) - set(reference))
     missing = sorted(set(reference) - set(config))
@@ -231,15 +260,8 @@ def validate_config(
     """
     _check_keys(config, default_config())
     _check_ranges(config)
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASETS)}")
-    detection_data, detector = config.dataset in DETECTION_DATASETS, config.model in DETECTION_MODELS
-    if detection_data != detector:
-        raise ConfigError(
-            f"dataset {config.dataset!r} and model {config.model!r} do not make a task: detection "
-            f"data sets {list(DETECTION_DATASETS)} train a detector {list(DETECTION_MODELS)}, "
-            "every other data set a classification network"
-        )
+    if config.dataset not in DATASET_TASKS:
+        raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASET_TASKS)}")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; known: {list(OPTIMIZERS)}")
     if config.lr_schedule not in SCHEDULES:
@@ -250,11 +272,14 @@ def validate_config(
 
     if config.model not in list_models():
         raise ConfigError(f"unknown model {config.model!r}; known models: {list_models()}")
+    check_task(config.model, config.dataset)
     reserved = {"num_classes", "dtype", "bn_axis_name"} & set(config.model_kwargs)
     if reserved:
+        from mobilenet_jax.data.pipeline import AXIS
+
         raise ConfigError(
             f"model_kwargs may not set {sorted(reserved)}: the trainer sets them "
-            "(num_classes from the data set, dtype from config.dtype, bn_axis_name='batch')"
+            f"(num_classes from the data set, dtype from config.dtype, bn_axis_name={AXIS!r})"
         )
     unknown = sorted(set(config.model_kwargs) - set(model_fields(config.model)))
     if unknown:
