@@ -234,7 +234,8 @@ def report_sections(
     headroom = (f"Headroom: the best variant, {ab.labels.get(best.group, best.group)}, ends at "
                 f"{100 * best.final_mean:.2f} {unit.strip('()')} (mean over its seeds, seed s.d. {100 * best.final_std:.2f}); "
                 + ("the proxy task is meant to keep it at or below 95%, so that sub-point gaps have room."
-                   if _is_accuracy(ab) else "AP has no ceiling near its best value here."))
+                   if _is_accuracy(ab) else f"{100 * (1 - best.final_mean):.0f} points below {ab.metric_label}'s ceiling "
+                   "of 100 (perfect predictions)."))
     return [(f"Final {ab.metric_label}", table + "\n\n" + headroom + "\n\n" + rule)]
 
 

@@ -45,6 +45,7 @@ EvalStep = Callable[[dict, Batch], Any]
 TASK_MODULES: tuple[str, ...] = (
     "mobilenet_jax.tasks.classification",
     "mobilenet_jax.tasks.detection",
+    "mobilenet_jax.tasks.segmentation",
 )
 
 

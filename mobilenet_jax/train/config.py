@@ -18,6 +18,9 @@ from mobilenet_jax.errors import UserError
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
 TFDS_DETECTION_DATASETS = ("coco/2017",)  # boxes: see mobilenet_jax.data.detection_layout
+TFDS_SEGMENTATION_DATASETS = ("cityscapes/semantic_segmentation",)  # masks: mobilenet_jax.segmentation.layout
+#: Every tfds set the trainer reads (prepared on first use by `data.prepare_data`).
+TFDS_ALL = TFDS_DATASETS + TFDS_DETECTION_DATASETS + TFDS_SEGMENTATION_DATASETS
 #: The task each data set's batches are laid out for (a name in `mobilenet_jax.tasks`); a
 #: model trains on the data sets of its own task (`Network.task`, checked by `check_task`).
 DATASET_TASKS: dict[str, str] = {
@@ -26,6 +29,8 @@ DATASET_TASKS: dict[str, str] = {
     **dict.fromkeys(TFDS_DATASETS, "classification"),
     "embedded_detection": "detection",
     **dict.fromkeys(TFDS_DETECTION_DATASETS, "detection"),
+    "embedded_segmentation": "segmentation",
+    **dict.fromkeys(TFDS_SEGMENTATION_DATASETS, "segmentation"),
 }
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("constant", "exponential", "cosine")
@@ -64,6 +69,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.embedded_seed = -1  # the draw of the embedded images; -1 = config.seed (>= 0: fixed data)
     c.synthetic_num_classes = 1000
     c.max_boxes = -1  # detection: object slots per image; -1 = the data set's (8 embedded, 100 COCO)
+    # The embedded detection and segmentation sets (one scene generator) share these knobs.
     c.embedded_detection_classes = ()  # indices into the embedded shapes; () = all ten
     c.embedded_detection_max_objects = 4  # 1..max objects drawn per image (<= max_boxes)
     c.embedded_detection_object_size = (0.15, 0.4)  # (min, max) half-extent of a shape, of the image
@@ -301,9 +307,9 @@ def validate_config(
                 f"config.{key}={value} must be a positive multiple of the number of devices "
                 f"({num_devices} local x {process_count} process(es) = {total})"
             )
-    if config.dataset == "embedded_detection":
+    if config.dataset in ("embedded_detection", "embedded_segmentation"):
         _check_embedded_detection(config)
-    if config.dataset in ("embedded", "embedded_detection"):
+    if config.dataset in ("embedded", "embedded_detection", "embedded_segmentation"):
         _check_embedded(config)
     if config.plateau_evals > 0 and config.eval_every_steps == 0:
         raise ConfigError("config.plateau_evals > 0 stops at a plateau of the periodic evaluations: "
