@@ -27,6 +27,11 @@ CASES = [
     ("xception", "xception", dict(width=0.25, num_classes=10)),
     ("ssdlite_v2", "ssdlite", dict(backbone="mobilenet_v2", width=0.35, num_classes=5)),
 ]
+#: Segmentation networks: the same parity and depthwise form; their bilinear upsampling adds
+#: gathers (GATHER_ND, with TRANSPOSE for the width axis) and its weighted sums' MUL/ADD.
+SEGMENTATION_CASES = [
+    ("lraspp_v3_small", "lraspp", dict(backbone="mobilenet_v3_small", width=0.35, num_classes=5)),
+]
 #: What a folded, fused graph may contain: BatchNorm becomes conv weights and bias, ReLU/ReLU6
 #: the convs' fused activation; ADD is a residual shortcut, MUL/SUM squeeze-excite's and the
 #: global pool's, RESHAPE/CONCATENATION SSDLite's head layout.
@@ -60,7 +65,7 @@ def float_exports(tmp_path_factory):
 
     def get(case_id: str):
         if case_id not in cache:
-            _, name, fields = next(c for c in CASES if c[0] == case_id)
+            _, name, fields = next(c for c in CASES + SEGMENTATION_CASES if c[0] == case_id)
             exportable = ex.fresh(name, image_size=SIZE, calibration_images=8, **fields)
             path = tmp_path_factory.mktemp(case_id) / "model.tflite"
             path.write_bytes(ex.convert_tflite(exportable, "float32"))
@@ -89,6 +94,19 @@ def test_float_tflite_computes_the_model_with_folded_builtin_ops(case_id, float_
     # squeeze-excite's pool scale, 1/6 of the hard sigmoid, and gate multiply.
     assert ops.get("ADD", 0) == counts["residual"], (ops, counts)
     assert ops.get("MUL", 0) == 3 * counts["squeeze_excite"], (ops, counts)
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in SEGMENTATION_CASES])
+def test_float_tflite_of_a_segmentation_network_computes_its_per_pixel_logits(case_id, float_exports):
+    exportable, path, ops = float_exports(case_id)
+    images = ex.representative_images(exportable.config, 1, SIZE) * 1.0
+    reference = ex.jax_outputs(exportable, images)
+    outputs = ex.run_tflite(ex.tflite_interpreter(path), images)
+    (key,) = reference
+    assert reference[key].shape == (1, SIZE, SIZE, 5) == outputs[key].shape
+    np.testing.assert_allclose(outputs[key], reference[key], atol=1e-4, rtol=0)
+    assert set(ops) <= ALLOWED_OPS | {"GATHER_ND", "TRANSPOSE", "LOGISTIC"}, ops
+    assert ops["DEPTHWISE_CONV_2D"] == structure(exportable.model, exportable.variables)["depthwise"] > 0
 
 
 def test_depthwise_count_is_the_models_own(float_exports):

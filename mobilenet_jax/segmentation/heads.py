@@ -14,6 +14,7 @@ from typing import Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mobilenet_jax.layers import ConvBN, Dtype, ModuleDef, batch_norm, conv_kernel_init
 
@@ -28,10 +29,10 @@ PAPER_GATE_STRIDES = (16, 20)
 def _axis_weights(size_in: int, size_out: int):
     """Source indices (i0, i1) and weight of i1 per output position: half-pixel centres,
     clamped at the border (PyTorch's `align_corners=False`, TF2's `resize(bilinear)`)."""
-    dst = jnp.arange(size_out, dtype=jnp.float32)
-    src = jnp.maximum((dst + 0.5) * (size_in / size_out) - 0.5, 0.0)
-    i0 = jnp.minimum(jnp.floor(src).astype(jnp.int32), size_in - 1)
-    i1 = jnp.minimum(i0 + 1, size_in - 1)
+    dst = np.arange(size_out, dtype=np.float32)
+    src = np.maximum((dst + 0.5) * np.float32(size_in / size_out) - 0.5, 0.0).astype(np.float32)
+    i0 = np.minimum(np.floor(src).astype(np.int32), size_in - 1)
+    i1 = np.minimum(i0 + 1, size_in - 1)
     return i0, i1, src - i0
 
 
@@ -40,7 +41,9 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
     models upsample (`F.interpolate(..., 'bilinear', align_corners=False)`).
 
     Gathers and a weighted sum, not `jax.image.resize` (whose matmuls `sizes` would count
-    as multiply-adds: the papers count none for resizing); for upsampling the two agree.
+    as multiply-adds: the papers count none for resizing); for upsampling the two agree. The
+    indices are constants known to be in range (numpy, `promise_in_bounds`): no bounds checks
+    reach an exported graph.
     """
     for axis, size_out in zip((1, 2), size):
         size_in = x.shape[axis]
@@ -49,8 +52,10 @@ def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
         i0, i1, w = _axis_weights(size_in, size_out)
         shape = [1] * x.ndim
         shape[axis] = size_out
-        w = w.reshape(shape).astype(x.dtype)
-        x = jnp.take(x, i0, axis=axis) * (1 - w) + jnp.take(x, i1, axis=axis) * w
+        w = jnp.asarray(w.reshape(shape), x.dtype)
+        index = (slice(None),) * axis
+        x = (x.at[index + (i0,)].get(mode="promise_in_bounds", indices_are_sorted=True) * (1 - w)
+             + x.at[index + (i1,)].get(mode="promise_in_bounds", indices_are_sorted=True) * w)
     return x
 
 
