@@ -166,14 +166,14 @@ def load_workdir_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
     path = paths.resolve(workdir, "--checkpoint") / "config.json"
     if not paths.exists(path, "--checkpoint") or not path.is_file():
         raise CheckpointError(f"{workdir} has no config.json: not a trainer or converter workdir")
+    from mobilenet_jax.overrides import apply_overrides
+
     saved = json.loads(path.read_text())
-    config = default_config()
+    # Keys another version of the trainer wrote are skipped; the run's own process layout
+    # ("distributed") is no setting of an evaluation.
+    config = apply_overrides(default_config(), {k: v for k, v in saved.items() if k != "distributed"},
+                             unknown="ignore")
     config.unlock()
-    for key, value in saved.items():
-        if key == "model_kwargs":
-            config.model_kwargs = ml_collections.ConfigDict(value)
-        elif key in config and not isinstance(config[key], ml_collections.ConfigDict):
-            config[key] = value
     return config
 
 

@@ -380,15 +380,6 @@ def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> ml_col
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in (overrides or {}).items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            if p not in node:
-                raise ConfigError(f"override {key!r}: config has no key {p!r}")
-            node = node[p]
-        if leaf not in node and not (parents and parents[-1] == "model_kwargs"):
-            raise ConfigError(f"override {key!r}: config has no key {leaf!r}")
-        node[leaf] = value
-    return config
+    from mobilenet_jax.overrides import apply_overrides
+
+    return apply_overrides(module.get_config(), overrides or {})
