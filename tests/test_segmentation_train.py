@@ -3,9 +3,7 @@ is normalised by the global batch's labelled pixels), the eval reduction equals 
 a killed run resumes bit-equal, a short run learns the embedded masks and the evaluation command
 gives its numbers back; a segmentation config on a classification model is one error line."""
 import os
-import signal
 import subprocess
-import time
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +13,7 @@ import pytest
 
 from tests._train_helpers import (
     REPO, assert_trees_close, assert_trees_close_to_scale, cli, cli_env, load_checkpoint, run_cli,
+    sigkill_at_checkpoint,
 )
 from mobilenet_jax.data import embedded_segmentation
 from mobilenet_jax.data.pipeline import AXIS
@@ -105,15 +104,7 @@ def test_sigkill_then_rerun_resumes_a_segmentation_run_bit_equal(tmp_path):
     ends on the uninterrupted run's weights."""
     reference, interrupted = str(tmp_path / "reference"), str(tmp_path / "interrupted")
     run_cli(reference, *ARGS, config=CONFIG)
-    proc = subprocess.Popen(cli(interrupted, *ARGS, config=CONFIG), env=cli_env(2), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = os.path.join(interrupted, "checkpoints", "4")
-    deadline = time.time() + 240
-    while not os.path.isdir(marker) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    done = sorted(int(s) for s in os.listdir(os.path.join(interrupted, "checkpoints")) if s.isdigit())
+    done = sigkill_at_checkpoint(interrupted, *ARGS, step=4, config=CONFIG)
     assert 4 <= max(done) < 12, f"killed run should stop mid-way, has checkpoints {done}"
     rerun = run_cli(interrupted, *ARGS, config=CONFIG)
     assert "resumed from" in rerun.stderr
