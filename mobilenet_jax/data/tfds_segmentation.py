@@ -27,10 +27,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mobilenet_jax import paths
-from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout
+from mobilenet_jax.data.pipeline import Batch, HostLayout
 from mobilenet_jax.data.segmentation_augment import SegmentationAugment, tf_augment
-from mobilenet_jax.data.tfds import import_tf, host_batches, padded_eval_batches
+from mobilenet_jax.data.tfds import TfdsReader, host_batches, import_tf, padded_eval_batches
 from mobilenet_jax.segmentation.layout import IGNORE_LABEL, SegmentationInputError, check_batch
 
 CITYSCAPES = "cityscapes/semantic_segmentation"
@@ -77,52 +76,28 @@ SOURCES = {
 }
 
 
-class TfdsSegmentationDataset:
+class TfdsSegmentationDataset(TfdsReader):
     """A tfds segmentation set as host-local batches {"image": [D, n, h, w, 3] float32 in
     [-1, 1], "segmentation": [D, n, h, w] int32} (train: crop_size; eval: eval_size, plus
-    "mask" [D, n])."""
+    "mask" [D, n]). The builder, split sizes and per-process shares are `TfdsReader`'s."""
 
     def __init__(self, name: str = CITYSCAPES, *, crop_size: int | tuple[int, int], batch_size: int,
                  eval_batch_size: int, seed: int, layout: HostLayout, data_dir: str = "",
                  train_split: str = "", eval_split: str = "", eval_size: Optional[tuple[int, int]] = None,
                  shuffle_buffer: int = 256, num_eval_steps: int = -1,
                  augmentation: SegmentationAugment = SegmentationAugment()):
-        import tensorflow_datasets as tfds
-
-        import_tf()
         if name not in SOURCES:
             raise ValueError(f"unknown tfds segmentation set {name!r}; known: {sorted(SOURCES)}")
         self.source = source = SOURCES[name]
         self._crop = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
         self._eval_size = tuple(eval_size) if eval_size else source.native_size
-        self._layout, self._seed = layout, seed
-        self._batch, self._eval_batch = batch_size, eval_batch_size
-        self._shuffle_buffer, self._num_eval_steps = shuffle_buffer, num_eval_steps
         self._augmentation = augmentation
         self._table = label_table(source.train_ids, augmentation.ignore_label)
-        self._builder = tfds.builder(name, data_dir=paths.to_str(data_dir, "config.data_dir") if data_dir else None)
-        self._train_split = train_split or source.train_split
-        self._eval_split = eval_split or source.eval_split
-        self.info = DatasetInfo(name, self._num_examples(self._train_split), self._num_examples(self._eval_split),
-                                source.num_classes, self._crop[0])
-        self._train_part = tfds.even_splits(self._train_split, n=layout.process_count)[layout.process_index]
-        self._eval_parts = tfds.even_splits(self._eval_split, n=layout.process_count)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(self.info.num_train // self._batch, 1)
-
-    def _num_examples(self, split: str) -> int:
-        try:
-            return self._builder.info.splits[split].num_examples
-        except KeyError:  # tfds mock data has no split metadata
-            return sum(1 for _ in self._read(split, False))
-
-    def _read(self, split, shuffle_files: bool):
-        import tensorflow_datasets as tfds
-
-        return self._builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=tfds.ReadConfig(
-            shuffle_seed=self._seed, try_autocache=False))
+        super().__init__(
+            name, image_size=self._crop[0], batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed,
+            layout=layout, train_split=train_split or source.train_split,
+            eval_split=eval_split or source.eval_split, data_dir=data_dir, shuffle_buffer=shuffle_buffer,
+            num_eval_steps=num_eval_steps, num_classes=source.num_classes)
 
     def _decode(self, tf, ex):
         """(image [H, W, 3] float32 in [-1, 1], train ids [H, W] int32), shapes checked."""
