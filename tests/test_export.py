@@ -138,7 +138,7 @@ def trained_export(tmp_path_factory):
             devices=1)
     out = workdir / "export"
     status = cli.run(ex.main, ["--workdir", str(workdir / "run"), "--out", str(out), "--formats", "float32", "int8",
-                               "--representative-count", "100"])
+                               "--representative-count", "100", "--score-split", "eval"])
     assert status == 0
     return out
 
@@ -169,6 +169,22 @@ def test_int8_export_of_a_trained_network_agrees_with_float(trained_export):
     assert decided.sum() >= 20, decided.sum()
     assert agree[decided].mean() >= 0.97, (agree[decided].mean(), decided.sum())
     assert agree.mean() >= 0.75, agree.mean()
+
+
+def test_score_split_measures_the_files_top1_where_the_trainer_measured_the_model(trained_export):
+    """--score-split eval: the JAX model's top-1 over the 40 eval images is the trainer's own
+    final eval accuracy (the same images, weights and mask), the float file agrees with it on
+    every image, and each file's accuracy is its agreement's consequence (within 1 - agreement)."""
+    from mobilenet_jax.train import read_metrics
+
+    scored = json.loads((trained_export / "export.json").read_text())["scored"]
+    trainer = [r for r in read_metrics(str(trained_export.parent / "run"), "eval") if r["step"] == 60]
+    assert scored["split"] == "eval" and scored["images"] == 40
+    assert scored["jax_accuracy"] == pytest.approx(trainer[-1]["accuracy"], abs=1e-9)
+    assert scored["files"]["float32"]["top1_agreement"] == 1.0
+    assert scored["files"]["float32"]["accuracy"] == scored["jax_accuracy"]
+    int8 = scored["files"]["int8"]
+    assert abs(int8["accuracy"] - scored["jax_accuracy"]) <= 1 - int8["top1_agreement"] + 1e-9
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,16 +49,18 @@ def test_models_register_without_importing_the_detectors_package():
 def test_the_task_of_a_run_is_the_models_and_must_be_the_data_sets():
     assert train_config.check_task("mobilenet_v2", "cifar10") == "classification"
     assert train_config.check_task("ssdlite", "coco/2017") == "detection"
+    assert train_config.check_task("lraspp", "cityscapes/semantic_segmentation") == "segmentation"
     with pytest.raises(ConfigError, match="do not make a task: 'embedded_detection' is a detection data set "
                                           "and 'xception' a classification model"):
         train_config.check_task("xception", "embedded_detection")
     config = tiny_config(model="ssdlite", model_kwargs={"backbone": "mobilenet_v1", "width": 0.25})
     with pytest.raises(ConfigError, match="use a detection data set \\['embedded_detection', 'coco/2017'\\]"):
         validate_config(config, num_devices=1)
-    assert tasks.list_tasks() == ["classification", "detection"]
+    assert tasks.list_tasks() == ["classification", "detection", "segmentation"]
     assert tasks.get_task("detection").best_metric == "AP"
-    with pytest.raises(KeyError, match="no task 'segmentation'"):
-        tasks.get_task("segmentation")
+    assert tasks.get_task("segmentation").best_metric == "mean_iou"
+    with pytest.raises(KeyError, match="no task 'depth'"):
+        tasks.get_task("depth")
 
 
 def _tiny_state(value: float) -> TrainState:
