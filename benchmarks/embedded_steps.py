@@ -25,6 +25,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import jax
     import jax.numpy as jnp
 
+    from mobilenet_jax.tasks.classification import ClassificationTask
     from mobilenet_jax.train import (build_model, build_optimizer, create_train_state, make_train_step,
                                      pmap_train_step, resolve_durations)
     from mobilenet_jax.train.config import load_config
@@ -33,7 +34,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tx, schedule = build_optimizer(config, resolve_durations(config, steps_per_epoch=312))
     model = build_model(config, num_classes=10)
     state = create_train_state(model, tx, jax.random.key(0), config.image_size, config.ema_decay > 0)
-    step = pmap_train_step(make_train_step(model, tx, schedule, ema_decay=config.ema_decay))
+    step = pmap_train_step(make_train_step(model, tx, schedule, loss_fn=ClassificationTask(model).loss_fn(),
+                                           ema_decay=config.ema_decay))
     n, size = config.batch_size, config.image_size
     batch = {"image": jax.random.uniform(jax.random.key(1), (1, n, size, size, 3), jnp.float32, -1, 1),
              "label": (jnp.arange(n) % 10).reshape(1, n), "mask": jnp.ones((1, n), bool)}

@@ -118,7 +118,7 @@ def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], 
     """Exports one network and times each format: {"madds", "float32": {...}, "int8": {...}}."""
     from mobilenet_jax import export as ex
     from mobilenet_jax.latency import tflite_latency
-    from mobilenet_jax.profile import model_size
+    from mobilenet_jax.sizes import model_size
 
     size = image_size or timed.resolution
     with hard_swish_as_separate_ops(timed.separate_hswish):

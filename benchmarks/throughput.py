@@ -62,9 +62,10 @@ def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, wi
     import jax
     import jax.numpy as jnp
 
+    from mobilenet_jax.tasks import pmap_eval_step
+    from mobilenet_jax.tasks.classification import ClassificationTask
     from mobilenet_jax.train import (build_model, build_optimizer, create_train_state, default_config,
-                                     make_eval_step, make_train_step, pmap_eval_step, pmap_train_step,
-                                     resolve_durations)
+                                     make_train_step, pmap_train_step, resolve_durations)
 
     config = default_config()
     config.model = model_name
@@ -79,8 +80,9 @@ def build_step(model_name: str, batch_size: int, resolution: int, dtype: str, wi
     tx, schedule = build_optimizer(config, durations)
     model = build_model(config, num_classes=1000)
     state = create_train_state(model, tx, jax.random.key(0), resolution, use_ema=True)
-    train = pmap_train_step(make_train_step(model, tx, schedule, ema_decay=config.ema_decay))
-    evaluate = pmap_eval_step(make_eval_step(model))
+    task = ClassificationTask(model)
+    train = pmap_train_step(make_train_step(model, tx, schedule, loss_fn=task.loss_fn(), ema_decay=config.ema_decay))
+    evaluate = pmap_eval_step(task.eval_step())
     per_device = batch_size // len(devices)
 
     @jax.pmap

@@ -8,7 +8,6 @@ curves in the paper's style (mean and min–max band over seeds), ``summary.csv`
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenet_jax import cli
-from mobilenet_jax.errors import UsageError
+from mobilenet_jax.overrides import apply_overrides, parse_assignments
 from experiments import plots, reports, runs, stats
 
 EMBEDDED_CONFIG = runs.REPO_ROOT / "configs" / "embedded.py"
@@ -121,20 +120,6 @@ class Ablation:
         return list(dict.fromkeys((c.better, c.worse) for c in self.claims))
 
 
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``["batch_size=256", "model_kwargs.width=1.0"]`` -> dict; values are Python literals or strings."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set wants KEY=VALUE, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
-
-
 def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """One trainer config per variant: config file < model < scale overrides < variant; each
     validated here, so a bad --set fails before anything is written."""
@@ -142,12 +127,8 @@ def build_configs(ab: Ablation, config_path: Path, overrides: Mapping[str, Any])
 
     configs = {}
     for group, variant in ab.variants.items():
-        merged = {"model": ab.model, **overrides, **variant}
-        config = load_config(str(config_path), {k: v for k, v in merged.items() if k != "model_kwargs"})
-        config.model_kwargs = dict(merged.get("model_kwargs", config.model_kwargs))
-        for key, value in merged.items():  # model_kwargs.* after the reset above
-            if key.startswith("model_kwargs."):
-                config.model_kwargs[key.split(".", 1)[1]] = value
+        # A whole model_kwargs replaces the file's; model_kwargs.* keys apply on top of it.
+        config = apply_overrides(load_config(str(config_path)), {"model": ab.model, **overrides, **variant})
         validate_config(config)
         configs[group] = config
     return configs
@@ -253,7 +234,8 @@ def report_sections(
     headroom = (f"Headroom: the best variant, {ab.labels.get(best.group, best.group)}, ends at "
                 f"{100 * best.final_mean:.2f} {unit.strip('()')} (mean over its seeds, seed s.d. {100 * best.final_std:.2f}); "
                 + ("the proxy task is meant to keep it at or below 95%, so that sub-point gaps have room."
-                   if _is_accuracy(ab) else "AP has no ceiling near its best value here."))
+                   if _is_accuracy(ab) else f"{100 * (1 - best.final_mean):.0f} points below {ab.metric_label}'s ceiling "
+                   "of 100 (perfect predictions)."))
     return [(f"Final {ab.metric_label}", table + "\n\n" + headroom + "\n\n" + rule)]
 
 
@@ -305,7 +287,7 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
         overrides.update(SMOKE_OVERRIDES)
     if args.dataset:
         overrides["dataset"] = args.dataset
-    overrides.update(parse_set(args.set))
+    overrides.update(parse_assignments(args.set, "--set"))
     seeds = [args.seeds[0]] if args.smoke else args.seeds
     if args.smoke:  # the paper's headline comparison only: two networks to compile
         head = ab.claims[0]

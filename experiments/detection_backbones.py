@@ -50,7 +50,7 @@ def sizes_and_predictions(groups: Mapping[str, runs.GroupStats], configs: Mappin
     """The report's Table 6 columns (parameters and multiply-adds at 320 with 90 classes, counted from
     the module, beside the paper's) and the predictions figure (from the runs' checkpoints)."""
     from mobilenet_jax.models import create_model
-    from mobilenet_jax.profile import model_size
+    from mobilenet_jax.sizes import model_size
 
     rows = []
     for group, label, kwargs, *_ in BACKBONES:
@@ -99,9 +99,9 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
     import jax
 
     from mobilenet_jax.data import embedded_detection_num_classes, embedded_detection_split
-    from mobilenet_jax.detection.task import DetectionTask
-    from mobilenet_jax.evaluate import restore_variables
     from mobilenet_jax.models import create_model
+    from mobilenet_jax.tasks.detection import DetectionTask
+    from mobilenet_jax.train.checkpoint import restore_variables
 
     order = [g for g, *_ in BACKBONES if g in groups]
     first = runs.set_config_seed(configs[order[0]], int(groups[order[0]].seeds[0]))

@@ -65,7 +65,7 @@ def build(image_size: int) -> dict[str, dict[str, Any]]:
     """{label: {"tflite": bytes, "madds": int}} of every variant, float32."""
     from benchmarks.latency import hard_swish_as_separate_ops
     from mobilenet_jax import export
-    from mobilenet_jax.profile import model_size
+    from mobilenet_jax.sizes import model_size
 
     built = {}
     for label, (fields, separate, _, _) in VARIANTS.items():

@@ -104,15 +104,15 @@ def _model(config: Any):
 
 
 def madds_of(config: Any) -> int:
-    """Multiply-adds of the variant's network at its resolution (mobilenet_jax.profile, counted from the model)."""
-    from mobilenet_jax.profile import count_madds
+    """Multiply-adds of the variant's network at its resolution (mobilenet_jax.sizes, counted from the model)."""
+    from mobilenet_jax.sizes import count_madds
 
     return int(count_madds(_model(config), config.image_size))
 
 
 def params_of(config: Any) -> int:
-    """Parameters of the variant's network (mobilenet_jax.profile)."""
-    from mobilenet_jax.profile import count_params
+    """Parameters of the variant's network (mobilenet_jax.sizes)."""
+    from mobilenet_jax.sizes import count_params
 
     return int(count_params(_model(config), config.image_size))
 

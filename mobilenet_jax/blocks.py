@@ -90,12 +90,16 @@ class InvertedResidual(nn.Module):
       expansion (after its activation) when the shapes match, and gets this block's
       expanded tensor back with `return_expanded=True`.
     - 'none': no additions at all.
+
+    `dilation` > 1 makes the depthwise convolution atrous (a backbone at output stride 16 or
+    8: V2 Sec. 6.3, V3 Sec. 6.4); the parameters do not change.
     """
 
     expanded_features: int
     out_features: int
     kernel_size: int = 3
     strides: int = 1
+    dilation: int = 1
     activation: str = "relu6"
     bottleneck_activation: str = "linear"
     se_features: Optional[int] = None
@@ -137,6 +141,7 @@ class InvertedResidual(nn.Module):
             norm=self.norm,
             dtype=self.dtype,
             depthwise_impl=self.depthwise_impl,
+            dilation=self.dilation,
             name="depthwise",
         )(x, train)
         if self.se_features is not None:

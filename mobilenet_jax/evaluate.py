@@ -26,78 +26,14 @@ from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 
 from mobilenet_jax import cli, paths
 from mobilenet_jax.errors import UserError
 
 
 class EvaluationError(UserError, RuntimeError):
-    """A checkpoint directory that cannot be evaluated (missing, corrupt, or another model)."""
-
-
-def load_workdir_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
-    """The trainer config a workdir was written with (`config.json`), over the defaults."""
-    from mobilenet_jax.train.config import default_config
-
-    path = paths.resolve(workdir, "--checkpoint") / "config.json"
-    if not paths.exists(path, "--checkpoint") or not path.is_file():
-        raise EvaluationError(f"{workdir} has no config.json: not a trainer or converter workdir")
-    saved = json.loads(path.read_text())
-    config = default_config()
-    config.unlock()
-    for key, value in saved.items():
-        if key == "model_kwargs":
-            config.model_kwargs = ml_collections.ConfigDict(value)
-        elif key in config and not isinstance(config[key], ml_collections.ConfigDict):
-            config[key] = value
-    return config
-
-
-def restore_variables(workdir: paths.PathLike, model: Any, image_size: int, step: Optional[int] = None,
-                      best: bool = False) -> tuple[int, dict]:
-    """(step, {"params", "batch_stats"}) of a checkpoint, the EMA weights when it has them.
-    Restored without an optimizer template, so any optimizer's checkpoint evaluates; the
-    tree is checked leaf by leaf against `model`."""
-    import orbax.checkpoint as ocp
-
-    from mobilenet_jax.profile import abstract_variables
-
-    directory = paths.resolve(workdir, "--checkpoint") / ("best" if best else "checkpoints")
-    if not directory.is_dir():
-        raise EvaluationError(f"no checkpoint directory {directory}")
-    manager = ocp.CheckpointManager(directory)
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise EvaluationError(f"no checkpoint in {directory}")
-        try:
-            restored = manager.restore(step, args=ocp.args.StandardRestore())
-        except Exception as e:  # orbax/tensorstore raise many types for a damaged checkpoint
-            raise EvaluationError(
-                f"cannot restore {directory}/{step}: {type(e).__name__}: {str(e)[:300]}"
-            ) from e
-    finally:
-        manager.close()
-    ema = restored.get("ema_params")
-    variables = {
-        "params": ema if isinstance(ema, dict) and ema else restored["params"],
-        "batch_stats": restored.get("batch_stats") or {},
-    }
-    expected = abstract_variables(model, image_size)
-    want = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(expected)[0]}
-    got = {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_flatten_with_path(variables)[0]}
-    for key in want:
-        if key not in got or got[key] != want[key]:
-            raise EvaluationError(
-                f"checkpoint {directory}/{step} does not fit the config's model: {key} is "
-                f"{got.get(key, 'missing')}, the model expects {want[key]}"
-            )
-    extra = sorted(set(got) - set(want))
-    if extra:
-        raise EvaluationError(f"checkpoint {directory}/{step} has variables the model lacks: {extra[:5]}")
-    return int(step), variables
+    """A checkpoint that cannot be evaluated as asked (a batch size, a data set of another task).
+    A missing or corrupt checkpoint directory is a `train.checkpoint.CheckpointError`."""
 
 
 def evaluate_checkpoint(
@@ -115,10 +51,12 @@ def evaluate_checkpoint(
     from mobilenet_jax.data import build_dataset, prepare_data
     from mobilenet_jax.data.pipeline import device_mesh, host_layout
     from mobilenet_jax.data.tfds import TfdsDataset
-    from mobilenet_jax.train.config import DETECTION_DATASETS, DETECTION_MODELS
+    from mobilenet_jax.models import model_task
+    from mobilenet_jax.tasks import build_task, evaluator
+    from mobilenet_jax.train.checkpoint import load_workdir_config, restore_variables
+    from mobilenet_jax.train.config import ConfigError, check_task
     from mobilenet_jax.train.loop import build_model
     from mobilenet_jax.train.state import TrainState
-    from mobilenet_jax.train.tasks import build_task
 
     config = load_workdir_config(workdir)
     if dtype:
@@ -131,21 +69,20 @@ def evaluate_checkpoint(
             f"--batch-size {batch} must be a multiple of the device count "
             f"({layout.local_devices} x {layout.process_count} processes)"
         )
-    detector = config.model in DETECTION_MODELS
-    dataset = dataset or (config.dataset if detector else "imagenet2012")
-    if detector and dataset not in DETECTION_DATASETS:
-        raise EvaluationError(f"{workdir} holds a detector ({config.model}): --dataset {dataset} is not a "
-                              f"detection data set; use one of {list(DETECTION_DATASETS)}")
-    if not detector and dataset in DETECTION_DATASETS:
-        raise EvaluationError(f"{workdir} holds a classifier ({config.model}): --dataset {dataset} is a "
-                              "detection data set; use a classification one (imagenet2012, cifar10, ...)")
+    # A classifier's workdir may be a converted Keras network, which knows no data set: it is
+    # evaluated on imagenet2012 (or --dataset) read from --data-dir. Every other task's workdir
+    # is evaluated on its run's data set, from its run's data_dir, unless the flags say otherwise.
+    own_data = model_task(config.model) != "classification"
+    dataset = dataset or (config.dataset if own_data else "imagenet2012")
+    try:
+        check_task(config.model, dataset)  # the trainer's one choice of the task
+    except ConfigError as e:
+        raise EvaluationError(f"{workdir} cannot be evaluated on --dataset {dataset}: {e}") from e
     # The config as evaluated: the task (build_task) follows its data set and image size.
     config.dataset, config.image_size = dataset, size
-    # A detector reads from its run's data_dir unless --data-dir says otherwise; a classifier
-    # (a converted Keras network's workdir knows no data_dir) from --data-dir.
-    config.data_dir = (data_dir or config.data_dir) if detector else data_dir
+    config.data_dir = (data_dir or config.data_dir) if own_data else data_dir
     prepare_data(config)  # prepared on first use as in training, or one line saying how
-    if detector:  # the data set's own pipeline (the run's embedded set, or COCO)
+    if own_data:  # the data set's own pipeline (the run's embedded set, or COCO)
         config.batch_size = config.eval_batch_size = batch
         config.eval_split = split or config.eval_split
         data = build_dataset(config, layout)
@@ -162,8 +99,8 @@ def evaluate_checkpoint(
         batch_stats=variables["batch_stats"], opt_state=None, ema_params=None,
     )
     state = jax.device_put(state, NamedSharding(device_mesh(layout.local_devices), PartitionSpec()))
-    metrics = build_task(config, model).evaluate(state, data, layout.local_devices, 2)
-    if not detector:
+    metrics = evaluator(build_task(config, model))(state, data, layout.local_devices, 2)
+    if not own_data:  # the classifier's top-1 / top-5 under their ImageNet names
         metrics = {"top1": metrics["accuracy"], "top5": metrics["top5_accuracy"], "loss": metrics["loss"],
                    "num_examples": metrics["num_examples"]}
     return {
@@ -184,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--num-devices", type=int, default=-1)
     parser.add_argument("--step", type=int, default=None, help="default: the latest")
-    parser.add_argument("--best", action="store_true", help="the best-accuracy checkpoint")
+    parser.add_argument("--best", action="store_true", help="the best checkpoint (by the task's metric: accuracy, AP)")
     args = parser.parse_args(argv)
     result = evaluate_checkpoint(
         args.checkpoint, args.dataset, data_dir=args.data_dir, split=args.split,

@@ -169,7 +169,7 @@ def fresh(model_name: str, *, out_name: Optional[str] = None, batch: int = 1, im
 def from_workdir(workdir: str, *, batch: int = 1, image_size: Optional[int] = None, dtype: str = "float32",
                  step: Optional[int] = None, best: bool = False) -> Exportable:
     """A trainer or converter workdir's checkpoint (EMA weights when it has them)."""
-    from mobilenet_jax.evaluate import load_workdir_config, restore_variables
+    from mobilenet_jax.train.checkpoint import load_workdir_config, restore_variables
     from mobilenet_jax.train.loop import build_model
 
     config = load_workdir_config(workdir)
@@ -405,6 +405,51 @@ def verify(fmt: str, path: Path, exportable: Exportable, images: np.ndarray,
     return info
 
 
+def check_scorable(exportable: Exportable) -> None:
+    """An ExportError unless `exportable` is a classifier (what `score_split` measures)."""
+    from mobilenet_jax.models import model_task
+
+    task = model_task(exportable.config.model)
+    if task != "classification":
+        raise ExportError(f"--score-split scores a classifier's top-1; {exportable.config.model} is a {task} model")
+
+
+def score_split(exportable: Exportable, files: dict[str, Path], split: str,
+                limit: int = -1) -> dict[str, Any]:
+    """Top-1 accuracy of the JAX model and of each TFLite file in `files` over the real images
+    of `split` of the config's data set (padding masked out; the first `limit` images when
+    limit > 0), and each file's top-1 agreement with the JAX model there: V3 Table 4's float
+    vs quantized accuracy, measured on the deployed files. Classifiers only."""
+    from mobilenet_jax.data import build_dataset, host_layout
+
+    check_scorable(exportable)
+    config = exportable.config.copy_and_resolve_references()
+    config.eval_split, config.eval_batch_size, config.num_eval_steps = split, 64, -1
+    config.image_size = exportable.image_size
+    predict = jax.jit(predict_fn(exportable.model))
+    interpreters = {fmt: tflite_interpreter(path) for fmt, path in files.items()}
+    labels, predictions = [], collections.defaultdict(list)
+    for batch in build_dataset(config, host_layout(1)).eval_batches():
+        keep = np.asarray(batch["mask"]).reshape(-1).astype(bool)
+        images = np.asarray(batch["image"], np.float32).reshape((-1,) + exportable.input_shape[1:])[keep]
+        labels.append(np.asarray(batch["label"]).reshape(-1)[keep])
+        for start in range(0, len(images), exportable.batch):  # the files take a fixed batch
+            chunk = images[start:start + exportable.batch]
+            padded = np.resize(chunk, exportable.input_shape).astype(np.float32)
+            outputs = {"jax": predict(exportable.variables, jnp.asarray(padded))["logits"]}
+            outputs.update({fmt: run_tflite(i, padded)["logits"] for fmt, i in interpreters.items()})
+            for key, logits in outputs.items():
+                predictions[key].append(np.argmax(np.asarray(logits), -1)[:len(chunk)])
+        if 0 < limit <= sum(map(len, labels)):
+            break
+    n = sum(map(len, labels)) if limit <= 0 else min(limit, sum(map(len, labels)))
+    truth = np.concatenate(labels)[:n]
+    top1 = {key: np.concatenate(p)[:n] for key, p in predictions.items()}
+    return {"split": split, "images": n, "jax_accuracy": float(np.mean(top1["jax"] == truth)),
+            "files": {fmt: {"accuracy": float(np.mean(top1[fmt] == truth)),
+                            "top1_agreement": float(np.mean(top1[fmt] == top1["jax"]))} for fmt in files}}
+
+
 # --------------------------------------------------------------------------------------------
 # Writing: a temporary name, verified, then renamed into place
 # --------------------------------------------------------------------------------------------
@@ -441,13 +486,16 @@ def _replace(temporary: Path, final: Path) -> None:
 
 
 def export(exportable: Exportable, out: str, formats: Sequence[str] = FORMATS, representative_count: int = 200,
-           log: Callable[[str], None] = print) -> dict[str, Any]:
+           log: Callable[[str], None] = print, score: str = "", score_limit: int = -1) -> dict[str, Any]:
     """Writes `formats` of `exportable` into directory `out` (see the module doc); returns the
-    manifest also written to `out/export.json`."""
+    manifest also written to `out/export.json`. `score`: a split of the config's data set on
+    which the TFLite files' top-1 accuracy is measured beside the JAX model's (`score_split`)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown format(s) {unknown}; known formats: {list(FORMATS)} or 'all'")
     output_directory(out, create=False)  # before the work: a bad path fails at once
+    if score:
+        check_scorable(exportable)
     size = exportable.image_size
     count = max(representative_count, exportable.batch) if "int8" in formats else exportable.batch
     representative = representative_images(exportable.config, count, size)
@@ -477,6 +525,13 @@ def export(exportable: Exportable, out: str, formats: Sequence[str] = FORMATS, r
             _replace(temporary, final)
             manifest["files"][fmt] = {"path": str(final), **info}
             log(describe(fmt, final, info))
+        tflite = {f: Path(manifest["files"][f]["path"]) for f in formats if f in TFLITE_FORMATS}
+        if score and tflite:
+            scored = score_split(exportable, tflite, score, score_limit)
+            manifest["scored"] = scored
+            log(f"top-1 on {scored['images']} {score} images: JAX {100 * scored['jax_accuracy']:.2f}%, "
+                + ", ".join(f"{f} {100 * v['accuracy']:.2f}% (agrees with JAX on {100 * v['top1_agreement']:.2f}%)"
+                            for f, v in scored["files"].items()))
         manifest_tmp = staging / "export.json"
         manifest_tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(manifest_tmp, directory / "export.json")
@@ -518,6 +573,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--num-classes", type=int, default=1000, help="--model: classes")
     parser.add_argument("--model-kwargs", default="{}", help="--model: more fields as JSON")
     parser.add_argument("--config", default=None, help="--model: a trainer config whose data set calibrates")
+    parser.add_argument("--score-split", default="", metavar="SPLIT",
+                        help="a classifier's workdir: top-1 of JAX and of each .tflite file over this split of "
+                             "its data set (e.g. eval), V3 Table 4's float vs int8 accuracy")
+    parser.add_argument("--score-limit", type=int, default=-1, help="--score-split: the first N images only")
     args = parser.parse_args(argv)
     formats = list(FORMATS) if args.formats == ["all"] else args.formats
     unknown = [f for f in formats if f not in FORMATS]
@@ -542,7 +601,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         exportable = fresh(args.model, batch=args.batch, image_size=args.image_size, dtype=args.dtype,
                            config=config, width=args.width, num_classes=args.num_classes, **kwargs)
     print(f"exporting {exportable.source}: input {list(exportable.input_shape)} float32")
-    export(exportable, args.out, formats, args.representative_count)
+    if args.score_split and not args.workdir:
+        raise UsageError("--score-split scores a trained network: give --workdir")
+    export(exportable, args.out, formats, args.representative_count, score=args.score_split,
+           score_limit=args.score_limit)
     print(f"manifest: {output_directory(args.out) / 'export.json'}")
     return 0
 

@@ -243,38 +243,42 @@ DepthwiseImpl = Literal["auto", "shifted", "grouped"]
 DEPTHWISE_IMPLS = ("auto", "shifted", "grouped")
 
 
-def _shifted_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads) -> jax.Array:
+def _shifted_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads, dilation: int = 1) -> jax.Array:
     """The sum of k*k strided slices of the padded input, each times one kernel tap: one
-    elementwise fusion forward, elementwise + per-tap reductions backward."""
+    elementwise fusion forward, elementwise + per-tap reductions backward. With `dilation`
+    d (atrous convolution), tap (i, j) reads the input d*i rows and d*j columns further."""
     k = kernel.shape[0]
+    span = (k - 1) * dilation + 1
     x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    out_h = (x.shape[1] - k) // strides + 1
-    out_w = (x.shape[2] - k) // strides + 1
+    out_h = (x.shape[1] - span) // strides + 1
+    out_w = (x.shape[2] - span) // strides + 1
     out = None
     for i in range(k):
         for j in range(k):
+            r, c = i * dilation, j * dilation
             tap = lax.slice(
-                x, (0, i, j, 0),
-                (x.shape[0], i + (out_h - 1) * strides + 1, j + (out_w - 1) * strides + 1, x.shape[3]),
+                x, (0, r, c, 0),
+                (x.shape[0], r + (out_h - 1) * strides + 1, c + (out_w - 1) * strides + 1, x.shape[3]),
                 (1, strides, strides, 1),
             ) * kernel[i, j, 0]
             out = tap if out is None else out + tap
     return out
 
 
-def _grouped_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads) -> jax.Array:
-    """XLA's grouped convolution (`feature_group_count` = channels): cuDNN / the TPU's
-    convolution unit, forward and backward."""
+def _grouped_depthwise(x: jax.Array, kernel: jax.Array, strides: int, pads, dilation: int = 1) -> jax.Array:
+    """XLA's grouped convolution (`feature_group_count` = channels, `rhs_dilation` for atrous
+    convolution): cuDNN / the TPU's convolution unit, forward and backward."""
     return lax.conv_general_dilated(
         x, kernel, (strides, strides), [tuple(p) for p in pads],
+        rhs_dilation=(dilation, dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[-1],
     )
 
 
-def _depthwise_forms(strides: int, pads) -> tuple[Callable, Callable]:
+def _depthwise_forms(strides: int, pads, dilation: int = 1) -> tuple[Callable, Callable]:
     """(shifted, grouped): the two forms with the geometry bound."""
-    return (functools.partial(_shifted_depthwise, strides=strides, pads=pads),
-            functools.partial(_grouped_depthwise, strides=strides, pads=pads))
+    return (functools.partial(_shifted_depthwise, strides=strides, pads=pads, dilation=dilation),
+            functools.partial(_grouped_depthwise, strides=strides, pads=pads, dilation=dilation))
 
 
 def _pullback(form: Callable) -> Callable:
@@ -287,15 +291,16 @@ def _pullback(form: Callable) -> Callable:
     return pullback
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise_per_pass(x: jax.Array, kernel: jax.Array, strides: int, pads, impl: str) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _depthwise_per_pass(x: jax.Array, kernel: jax.Array, strides: int, pads, impl: str,
+                        dilation: int = 1) -> jax.Array:
     """The depthwise convolution whose forward and backward each take the target's form.
 
     Differentiating through `lax.platform_dependent` makes every branch return the residuals
     of all branches: lowered for CUDA, each call would carry zero-filled, activation-sized
     placeholders for the shifted form's saved values. Here the residuals are the inputs
     (x, kernel), the same for both forms, and each pass chooses its form by itself."""
-    shifted, grouped = _depthwise_forms(strides, pads)
+    shifted, grouped = _depthwise_forms(strides, pads, dilation)
     if impl == "shifted":
         return shifted(x, kernel)
     if impl == "grouped":
@@ -303,13 +308,13 @@ def _depthwise_per_pass(x: jax.Array, kernel: jax.Array, strides: int, pads, imp
     return lax.platform_dependent(x, kernel, cpu=shifted, default=grouped)
 
 
-def _depthwise_per_pass_fwd(x, kernel, strides, pads, impl):
-    return _depthwise_per_pass(x, kernel, strides, pads, impl), (x, kernel)
+def _depthwise_per_pass_fwd(x, kernel, strides, pads, impl, dilation):
+    return _depthwise_per_pass(x, kernel, strides, pads, impl, dilation), (x, kernel)
 
 
-def _depthwise_per_pass_bwd(strides, pads, impl, residuals, dy):
+def _depthwise_per_pass_bwd(strides, pads, impl, dilation, residuals, dy):
     x, kernel = residuals
-    shifted, grouped = map(_pullback, _depthwise_forms(strides, pads))
+    shifted, grouped = map(_pullback, _depthwise_forms(strides, pads, dilation))
     if impl == "shifted":
         return shifted(x, kernel, dy)
     if impl == "grouped":
@@ -320,16 +325,17 @@ def _depthwise_per_pass_bwd(strides, pads, impl, residuals, dy):
 _depthwise_per_pass.defvjp(_depthwise_per_pass_fwd, _depthwise_per_pass_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("strides", "padding", "impl"))
+@functools.partial(jax.jit, static_argnames=("strides", "padding", "impl", "dilation"))
 def depthwise_conv2d(
     x: jax.Array, kernel: jax.Array, strides: int = 1, padding: Padding = "SAME",
-    impl: DepthwiseImpl = "auto",
+    impl: DepthwiseImpl = "auto", dilation: int = 1,
 ) -> jax.Array:
     """Depthwise 2-D convolution (MobileNets Sec. 3.1), in the form each backend runs fastest.
 
     x: [N, H, W, C]; kernel: [k, k, 1, C] (the layout of `nn.Conv` with
-    `feature_group_count=C`). Both forms compute the same function (tested, values and
-    gradients):
+    `feature_group_count=C`); `dilation` d > 1 is atrous convolution (the taps d apart, a
+    (k - 1) * d + 1 window; 'SAME' pads for that window). Both forms compute the same
+    function (tested, values and gradients, dilated too):
     - 'shifted': k*k shifted, scaled copies summed. XLA:CPU's grouped convolution is 25x
       slower forward and 15x slower forward+backward over MobileNetV2-0.35's shapes.
     - 'grouped': XLA's grouped convolution. On an H100 the shifted form's backward (k*k
@@ -341,7 +347,7 @@ def depthwise_conv2d(
     The form is chosen separately in the forward and the backward pass of one custom VJP
     (`_depthwise_per_pass`), so no branch carries another branch's saved values.
     It is a named `jit` so that a traced model shows each depthwise conv as one equation
-    (`profile.is_depthwise`).
+    (`sizes.is_depthwise`).
     """
     k = kernel.shape[0]
     if kernel.shape[:3] != (k, k, 1) or kernel.shape[3] != x.shape[-1]:
@@ -350,20 +356,25 @@ def depthwise_conv2d(
         )
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
-    pads = lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding) if isinstance(padding, str) else padding
+    if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
+        raise ValueError(f"depthwise dilation must be an int >= 1, got {dilation!r}")
+    span = (k - 1) * dilation + 1
+    pads = lax.padtype_to_pads(x.shape[1:3], (span, span), (strides, strides), padding) if isinstance(padding, str) else padding
     pads = tuple(tuple(int(p) for p in pad) for pad in pads)
-    return _depthwise_per_pass(x, kernel, strides, pads, impl)
+    return _depthwise_per_pass(x, kernel, strides, pads, impl, dilation)
 
 
 class DepthwiseConv(nn.Module):
     """A k x k depthwise convolution without bias, parameter `kernel` [k, k, 1, C] exactly as
-    `nn.Conv(C, (k, k), feature_group_count=C)` stores it (so weights convert unchanged)."""
+    `nn.Conv(C, (k, k), feature_group_count=C)` stores it (so weights convert unchanged).
+    `dilation` > 1 spreads the taps (atrous convolution); the parameters do not change."""
 
     kernel_size: int = 3
     strides: int = 1
     padding: Padding = "SAME"
     dtype: Dtype = jnp.float32
     impl: DepthwiseImpl = "auto"
+    dilation: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -373,14 +384,16 @@ class DepthwiseConv(nn.Module):
         )
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
         padding = self.padding if isinstance(self.padding, str) else tuple(map(tuple, self.padding))
-        return depthwise_conv2d(x, kernel, strides=self.strides, padding=padding, impl=self.impl)
+        return depthwise_conv2d(x, kernel, strides=self.strides, padding=padding, impl=self.impl,
+                                dilation=self.dilation)
 
 
 class ConvBN(nn.Module):
     """Conv (no bias) -> BatchNorm -> activation: the unit every MobileNet is made of.
 
     `groups == in_channels` with `features == in_channels * depth_multiplier` makes it a
-    depthwise convolution (MobileNets Sec. 3.1). Parameters live at `conv/kernel` and
+    depthwise convolution (MobileNets Sec. 3.1). `dilation` > 1 makes it atrous (DeepLab's
+    output-stride control; V2 Sec. 6.3, V3 Sec. 6.4). Parameters live at `conv/kernel` and
     `bn/{scale,bias}`.
     """
 
@@ -393,18 +406,20 @@ class ConvBN(nn.Module):
     norm: ModuleDef = batch_norm()
     dtype: Dtype = jnp.float32
     depthwise_impl: DepthwiseImpl = "auto"
+    dilation: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         if self.groups > 1 and self.groups == self.features == x.shape[-1]:
             x = DepthwiseConv(self.kernel_size, self.strides, self.padding, self.dtype,
-                              self.depthwise_impl, name="conv")(x)
+                              self.depthwise_impl, self.dilation, name="conv")(x)
         else:
             x = nn.Conv(
                 self.features,
                 (self.kernel_size, self.kernel_size),
                 strides=(self.strides, self.strides),
                 padding=self.padding,
+                kernel_dilation=(self.dilation, self.dilation),
                 feature_group_count=self.groups,
                 use_bias=False,
                 dtype=self.dtype,

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import IO, Optional, Union
+import time
+from typing import Optional, Union
 
 from etils import epath
 
@@ -114,21 +115,47 @@ def existing(path: PathLike, what: str = "path") -> epath.Path:
     return resolve(path, what)
 
 
-def open_file(path: PathLike, mode: str = "r") -> IO:
-    """Opens a file for reading or writing on any served file system."""
-    return resolve(path).open(mode)
+class TextAppender:
+    """Appends text to one file. A local file is appended to at each `write`. Object stores
+    have no append: there every write of the object rewrites it whole (atomically, so a
+    reader never sees half a line), so `write` buffers and the buffer goes out on `flush()`
+    (at most `interval` seconds after the first buffered line, at the next `write`), and
+    the object's earlier text is read once, not at every line."""
 
+    def __init__(self, path: PathLike, interval: float = 30.0):
+        self.path = resolve(path)
+        self._local = is_local(self.path)
+        self._interval = interval
+        self._text: Optional[str] = None  # the object's text as last written or read
+        self._pending: list[str] = []
+        self._since = 0.0  # time.monotonic() of the oldest pending text
 
-def append_text(path: PathLike, text: str) -> None:
-    """Appends `text` to a file. Object stores have no append: there the whole object is
-    rewritten (each write is atomic, so a reader never sees half a line)."""
-    target = resolve(path)
-    if is_local(target):
-        with target.open("a") as f:
-            f.write(text)
-        return
-    old = target.read_text() if target.exists() else ""
-    target.write_text(old + text)
+    def write(self, text: str) -> None:
+        if self._local:
+            with self.path.open("a") as f:
+                f.write(text)
+            return
+        if not self._pending:
+            self._since = time.monotonic()
+        self._pending.append(text)
+        if time.monotonic() - self._since >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered text out (nothing to do on a local file)."""
+        if not self._pending:
+            return
+        if self._text is None:
+            self._text = self.path.read_text() if self.path.exists() else ""
+        self._text += "".join(self._pending)
+        self.path.write_text(self._text)
+        self._pending = []
+
+    def forget(self) -> None:
+        """Call after the file was rewritten by other means (pending text is flushed first):
+        the next flush reads it again."""
+        self.flush()
+        self._text = None
 
 
 def to_str(path: PathLike, what: str = "path") -> str:

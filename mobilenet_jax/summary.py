@@ -5,7 +5,7 @@
     python -m mobilenet_jax.summary --model mobilenet_v3_small --latency   # + LiteRT latency
 
 Columns: trainable parameters (kernels, biases, BN scale/offset), BatchNorm statistics,
-multiply-adds (see `mobilenet_jax.profile`), and the paper's figures where the paper gives
+multiply-adds (see `mobilenet_jax.sizes`), and the paper's figures where the paper gives
 them (V1 Tables 4-9, V2 Table 4 / Sec. 4, V3 Table 3, Xception Table 3). `--latency` adds
 each variant's float32 latency: exported to TFLite and timed single-thread, batch 1 through
 LiteRT (`mobilenet_jax.latency`: median ms on one pinned core of this machine; each variant is
@@ -17,6 +17,11 @@ COCO classes + background (its Table 5 counts the prediction layers "with 80 cla
 are 2.10M there too), while the V3 paper's rows fit the TF object detection API's 90 COCO
 category ids + background (torchvision's 91 logits as well). The papers' counts leave out
 BatchNorm's scale and offset; ours include them (the BN stats column is twice that number).
+
+Segmentation (`mobilenet_jax.segmentation`, at torchvision's 520x520): LR-ASPP (V3 Sec. 6.4)
+and Mobile DeepLabv3 (V2 Sec. 6.3). Neither paper's table is transcribed (docs/papers.md,
+"Not transcribed"), so these rows have no paper column; the torchvision configurations equal
+torchvision 0.29.1's counts (docs/papers.md, "torchvision reference sizes").
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from typing import Any, NamedTuple, Optional
 
 from mobilenet_jax import cli
 from mobilenet_jax.models.registry import create_model
-from mobilenet_jax.profile import model_size
+from mobilenet_jax.sizes import model_size
 
 M = 1_000_000
 
@@ -53,6 +58,10 @@ def _ssd(backbone: str, width: float, classes: int, params: float, madds: float,
     name = backbone.replace("mobilenet_", "") + (" halved tail" if reduced_tail else "")
     return Variant("ssdlite", overrides, 320, f"{name}, {classes}+1 cls", round(params * M),
                    round(madds * M), source)
+
+
+def _seg(model: str, variant: str, source: str, **overrides) -> Variant:
+    return Variant(model, overrides, 520, variant, None, None, source)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -104,6 +113,17 @@ VARIANTS: tuple[Variant, ...] = (
     _ssd("mobilenet_v2", 0.5, 90, 1.54, 270, "V3 Table 6"),
     _ssd("mobilenet_v3_small", 1.0, 90, 2.49, 210, "V3 Table 6"),
     _ssd("mobilenet_v3_small", 1.0, 90, 1.77, 160, "V3 Table 6", reduced_tail=True),
+    # Segmentation at 520, 21 classes: V3 Sec. 6.4 (LR-ASPP), V2 Sec. 6.3 (MNet V2* = no 1280 conv).
+    _seg("lraspp", "V3-L halved tail OS16", "V3 Sec. 6.4"),
+    _seg("lraspp", "V3-L OS16 (torchvision)", "V3 Sec. 6.4", reduced_tail=False),
+    _seg("lraspp", "V3-S halved tail OS16", "V3 Sec. 6.4", backbone="mobilenet_v3_small"),
+    _seg("deeplabv3", "V3-L ASPP OS16 (torchvision)", "-"),
+    _seg("deeplabv3", "V2* R-ASPP OS16", "V2 Sec. 6.3", backbone="mobilenet_v2", aspp="reduced",
+         head_conv=False, last_conv=False),
+    _seg("deeplabv3", "V2* R-ASPP OS8", "V2 Sec. 6.3", backbone="mobilenet_v2", aspp="reduced",
+         head_conv=False, last_conv=False, output_stride=8),
+    _seg("deeplabv3", "V2* ASPP OS16", "V2 Sec. 6.3", backbone="mobilenet_v2", head_conv=False,
+         last_conv=False, atrous_rates=(6, 12, 18)),
 )
 
 

@@ -7,7 +7,7 @@ tfds's. With the builder in place:
 
     python -m tests._tfds_local MODULE ARGS...   # = python -m MODULE ARGS... (URL in $URL_ENV)
     python -m tests._tfds_local --read COORDINATOR NUM_PROCESSES PROCESS_ID DATA_DIR
-        # one host of a multi-process run: prepares configs/cifar10.py's data as the trainer
+        # one host of a multi-process run: prepares configs/cifar.py's data as the trainer
         # does (process 0 prepares, the others wait), then reads a batch and prints a line
 """
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _read_as_a_host(coordinator: str, num_processes: int, process_id: int, data_
 
     jax.distributed.initialize(coordinator, num_processes, process_id)
     config = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                      "configs", "cifar10.py"),
+                                      "configs", "cifar.py"),
                          {"data_dir": data_dir, "batch_size": 4, "shuffle_buffer": 8})
     prepare_data(config)
     data = build_dataset(config, host_layout(1))

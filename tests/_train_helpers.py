@@ -51,6 +51,24 @@ def run_cli(workdir: str, *overrides: str, devices: int = 2, timeout: float = 24
     return proc
 
 
+def sigkill_at_checkpoint(workdir: str, *overrides: str, step: int, config: str = TINY_CONFIG,
+                          devices: int = 2, timeout: float = 240) -> list[int]:
+    """Starts the trainer CLI, SIGKILLs it once checkpoint `step` exists (a preemption without
+    warning), and returns the checkpoint steps it left."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cli(workdir, *overrides, config=config), env=cli_env(devices), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = os.path.join(workdir, "checkpoints", str(step))
+    deadline = time.time() + timeout
+    while not os.path.isdir(marker) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    return sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+
+
 def load_checkpoint(workdir: str, step: int | None = None, subdir: str = "checkpoints") -> dict:
     """A saved state as a nested dict of numpy arrays, as written."""
     manager = ocp.CheckpointManager(os.path.join(workdir, subdir))

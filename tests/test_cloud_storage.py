@@ -144,3 +144,46 @@ def test_train_preempt_resume_convert_evaluate_in_a_bucket(tmp_path, monkeypatch
     assert result["model"] == NAME and result["image_size"] == RES
     assert os.listdir(cwd) == []
     assert _no_uri_folders(str(tmp_path), REPO) == []
+
+
+def test_appending_to_a_bucket_object_rewrites_it_once_per_flush_not_per_line(gcs, monkeypatch):
+    """Object stores have no append: each write of metrics.jsonl in a bucket rewrites the
+    object. The appender buffers lines and writes once per flush; its earlier text is read
+    once. A local file is appended to at once."""
+    from mobilenet_jax import paths
+
+    target = paths.resolve(f"gs://{BUCKET}/append/metrics.jsonl")
+    cls = type(target)
+    writes, reads = [], []
+    real_write, real_read = cls.write_text, cls.read_text
+    monkeypatch.setattr(cls, "write_text", lambda self, text, *a, **k: (writes.append(len(text)),
+                                                                        real_write(self, text, *a, **k))[1])
+    monkeypatch.setattr(cls, "read_text", lambda self, *a, **k: (reads.append(1), real_read(self, *a, **k))[1])
+    real_write(target, "old\n")
+
+    out = paths.TextAppender(target, interval=3600.0)
+    lines = [f"line {i}\n" for i in range(50)]
+    for line in lines:
+        out.write(line)
+    assert writes == [] and real_read(target) == "old\n"  # buffered, nothing rewritten yet
+    out.flush()
+    assert len(writes) == 1 and real_read(target) == "old\n" + "".join(lines)
+    out.write("more\n")
+    out.flush()
+    out.flush()  # nothing pending: no write
+    assert len(writes) == 2 and len(reads) == 1  # the object was read once, at the first flush
+    assert real_read(target) == "old\n" + "".join(lines) + "more\n"
+
+    eager = paths.TextAppender(target, interval=0.0)  # due at every line
+    eager.write("a\n")
+    eager.write("b\n")
+    assert len(writes) == 4 and real_read(target).endswith("more\na\nb\n")
+
+
+def test_appending_to_a_local_file_is_immediate(tmp_path):
+    from mobilenet_jax import paths
+
+    out = paths.TextAppender(tmp_path / "m.jsonl", interval=3600.0)
+    out.write("x\n")
+    out.write("y\n")
+    assert (tmp_path / "m.jsonl").read_text() == "x\ny\n"

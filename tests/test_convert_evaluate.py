@@ -36,7 +36,7 @@ def workdir(tmp_path_factory):
 
 
 def test_converted_checkpoint_restores_in_the_trainer_and_computes_keras_logits(workdir):
-    from mobilenet_jax.evaluate import load_workdir_config, restore_variables
+    from mobilenet_jax.train.checkpoint import load_workdir_config, restore_variables
     from mobilenet_jax.train import Checkpoints, build_model, build_optimizer, create_train_state, resolve_durations
 
     config = load_workdir_config(workdir)

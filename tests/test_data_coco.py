@@ -6,7 +6,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from mobilenet_jax.data import HostLayout
 from mobilenet_jax.data.coco import NUM_CLASSES, CocoDetectionDataset, random_crop, random_flip
-from mobilenet_jax.detection.layout import check_batch
+from mobilenet_jax.data.detection_layout import check_batch
 
 
 def test_coco_pipeline_layout_and_resume_under_mock_data():

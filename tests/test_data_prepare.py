@@ -19,7 +19,7 @@ from tests._train_helpers import REPO, cli_env, free_port
 from tests.conftest import TEST_CACHE_DIR
 
 CONFIGS = os.path.join(REPO, "configs")
-# configs/cifar10.py's data and recipe at the size of a test: 2 steps of the cheapest network to
+# configs/cifar.py's data and recipe at the size of a test: 2 steps of the cheapest network to
 # compile (MobileNetV1 0.25, float32) on the tiny archive.
 SMALL_RUN = ["--config.model=mobilenet_v1", "--config.model_kwargs.width=0.25", "--config.dtype=float32", "--config.batch_size=8", "--config.eval_batch_size=8",
              "--config.num_train_steps=2", "--config.warmup_epochs=0", "--config.shuffle_buffer=8",
@@ -53,7 +53,7 @@ def test_cifar10_config_trains_from_a_local_source_with_no_manual_step(tmp_path,
     from mobilenet_jax.train.__main__ import main
 
     data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
-    status = cli.run(main, [f"--config={CONFIGS}/cifar10.py", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+    status = cli.run(main, [f"--config={CONFIGS}/cifar.py:cifar10", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
                             f"--config.compilation_cache_dir={TEST_CACHE_DIR}", *SMALL_RUN])
     err = capsys.readouterr().err
     assert status == 0, err[-4000:]
@@ -115,7 +115,7 @@ def test_download_forbidden_is_one_line_and_leaves_no_workdir(tmp_path, capsys, 
     data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
     stale = data_dir / "cifar10" / "incomplete.Q7ZK2A_3.0.2"  # a preparation that was killed
     stale.mkdir(parents=True)
-    status = cli.run(main, [f"--config={CONFIGS}/cifar10.py", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+    status = cli.run(main, [f"--config={CONFIGS}/cifar.py:cifar10", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
                             "--config.data_download=false"])
     assert status == 1
     line = _one_error_line(capsys.readouterr().err)
@@ -145,12 +145,12 @@ def test_manual_set_names_its_archives_the_directory_and_the_command(tmp_path, c
 
 
 def test_cifar10_config_offline_fails_fast_with_one_line(tmp_path):
-    """configs/cifar10.py as given (data_dir empty: tfds's default, here $TFDS_DATA_DIR) on this
+    """configs/cifar.py as given (data_dir empty: tfds's default, here $TFDS_DATA_DIR) on this
     machine, which reaches no data host: tfds's download fails after a few quick retries."""
     workdir = tmp_path / "run"
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "mobilenet_jax.train", f"--config={CONFIGS}/cifar10.py", f"--workdir={workdir}"],
+        [sys.executable, "-m", "mobilenet_jax.train", f"--config={CONFIGS}/cifar.py:cifar10", f"--workdir={workdir}"],
         env={**cli_env(1), "TFDS_DATA_DIR": str(tmp_path / "tfds")}, cwd=REPO, capture_output=True, text=True,
         timeout=120)
     elapsed = time.perf_counter() - start

@@ -13,7 +13,7 @@ from mobilenet_jax.detection.nms import multiclass_nms
 from mobilenet_jax.detection.ssdlite import feature_map_sizes, load_backbone, model_anchors
 from mobilenet_jax.models import create_model
 from mobilenet_jax.models.registry import ModelConfigError
-from mobilenet_jax.profile import abstract_variables
+from mobilenet_jax.sizes import abstract_variables
 
 BACKBONES = [
     ("mobilenet_v1", {}, {"C3": 256, "C4": 512, "C5": 1024}),
@@ -138,6 +138,22 @@ def test_nms_equals_numpy_reference_and_is_batched():
         np.testing.assert_allclose(det.boxes[i, :n], boxes[[a for _, a, _ in ref]], rtol=1e-6)
 
 
+def test_nms_gives_the_same_result_in_every_class():
+    # IoU 0.6001 > 0.6: the second box is suppressed, whichever of the 90 COCO classes both
+    # are in. (Shifting boxes by 2 x class id in float32 lost that precision from class 65 on.)
+    boxes = jnp.array([[0.1, 0.1, 0.13, 0.13], [0.1, 0.1, 0.13, 0.118003]], jnp.float32)
+    assert float(pairwise_iou(boxes, boxes)[0, 1]) == pytest.approx(0.6001, abs=1e-4)
+    num_classes = 90
+    scores = np.zeros((num_classes, 2, num_classes), np.float32)
+    for c in range(num_classes):
+        scores[c, :, c] = [0.9, 0.8]
+    det = jax.jit(jax.vmap(lambda s: multiclass_nms(boxes, s, iou_threshold=0.6)))(scores)
+    assert det.valid.sum(-1).tolist() == [1] * num_classes
+    np.testing.assert_array_equal(det.classes[:, 0], np.arange(1, num_classes + 1))
+    np.testing.assert_allclose(det.scores[:, 0], 0.9)
+    np.testing.assert_allclose(det.boxes[:, 0], np.broadcast_to(boxes[0], (num_classes, 4)))
+
+
 def test_hard_negative_mining_keeps_three_per_positive():
     # 2 images x 40 anchors; image 0 has 3 positives, image 1 none.
     rng = np.random.default_rng(2)
@@ -172,6 +188,27 @@ def test_ssd_loss_counts_and_gradients():
     m = match_batch(gt, valid, anchors)
     target = jnp.take_along_axis(gt, jnp.maximum(m, 0)[..., None], 1)
     assert float(loss_fn(encode(target, anchors[None]), logits, anchors, gt, labels, valid).localization) < 1e-6
+
+
+def test_localization_loss_is_smooth_l1_of_the_code_errors():
+    # SSD's smooth L1: 0.5 x^2 below |x| = 1, |x| - 0.5 above, summed over the 4 codes and
+    # the matched anchors.
+    def smooth_l1(x):
+        ax = np.abs(x)
+        return np.where(ax < 1.0, 0.5 * ax**2, ax - 0.5)
+
+    anchors = jnp.asarray(anchors_lib.generate_anchors([(4, 4), (2, 2)]))
+    gt = jnp.array([[[0.1, 0.1, 0.4, 0.45], [0.5, 0.5, 0.9, 0.9]]], jnp.float32)
+    labels, valid = jnp.array([[1, 2]]), jnp.array([[True, True]])
+    codes = jax.random.normal(jax.random.key(3), (1, anchors.shape[0], 4)) * 2.0
+    logits = jnp.zeros((1, anchors.shape[0], 3))
+    terms = jax.jit(ssd_loss)(codes, logits, anchors, gt, labels, valid)
+    from mobilenet_jax.detection.matching import match_batch
+    m = np.asarray(match_batch(gt, valid, anchors))[0]
+    target = encode(gt[0][np.maximum(m, 0)], anchors)
+    err = np.asarray(codes[0] - target)[m >= 0]
+    assert (np.abs(err) < 1).any() and (np.abs(err) > 1).any()  # both branches are exercised
+    np.testing.assert_allclose(float(terms.localization), smooth_l1(err).sum(), rtol=1e-6)
 
 
 def test_ssdlite_on_xception_feeds_its_c4_and_c5_to_the_heads():

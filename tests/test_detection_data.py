@@ -4,7 +4,7 @@ import pytest
 
 from mobilenet_jax.data.embedded_detection import make_split
 from mobilenet_jax.detection.coco_eval import CocoEvaluator
-from mobilenet_jax.detection.layout import check_batch, pack
+from mobilenet_jax.data.detection_layout import check_batch, pack
 
 
 def test_embedded_detection_set_layout_and_exact_boxes():

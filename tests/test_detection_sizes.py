@@ -3,7 +3,7 @@ from the model and from a formula built on Keras's MobileNetV2 counts (docs/pape
 import pytest
 
 from mobilenet_jax.models import create_model
-from mobilenet_jax.profile import model_size
+from mobilenet_jax.sizes import model_size
 from mobilenet_jax.summary import VARIANTS, measure
 
 # keras.applications MobileNetV2 1.0-224: trainable parameters and multiply-adds.

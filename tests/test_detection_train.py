@@ -8,7 +8,8 @@ import pytest
 
 from tests._train_helpers import assert_trees_close_to_scale
 from mobilenet_jax.data.embedded_detection import make_split
-from mobilenet_jax.detection.task import DetectionTask
+from mobilenet_jax.data.pipeline import AXIS
+from mobilenet_jax.tasks.detection import DetectionTask
 from mobilenet_jax.models import create_model
 from mobilenet_jax.train import create_train_state, make_train_step, pmap_train_step
 
@@ -17,7 +18,7 @@ SIZE = 64
 
 def _model(num_classes=10):
     return create_model("ssdlite", backbone="mobilenet_v1", width=0.25, num_classes=num_classes,
-                        bn_axis_name="batch")  # cross-replica BatchNorm, as the trainer builds it
+                        bn_axis_name=AXIS)  # cross-replica BatchNorm, as the trainer builds it
 
 
 def test_detection_step_on_8_devices_equals_one_device():
@@ -86,7 +87,7 @@ def test_trainer_trains_a_detector_to_a_measured_ap50(tmp_path):
     assert again["step"] == 100 and again["dataset"] == "embedded_detection"
     for k in ("AP", "AP50", "AP75"):
         assert abs(again[k] - result[f"eval_{k}"]) < 1e-4, (k, again[k], result[f"eval_{k}"])
-    with pytest.raises(evaluate.EvaluationError, match="holds a detector"):
+    with pytest.raises(evaluate.EvaluationError, match="do not make a task: 'imagenet2012' is a classification"):
         evaluate.evaluate_checkpoint(str(tmp_path), "imagenet2012")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mobilenet_jax import export as ex
-from mobilenet_jax.profile import is_depthwise, iter_equations
+from mobilenet_jax.sizes import is_depthwise, iter_equations
 
 SIZE = 64
 #: (id, registry name, fields): every family the papers time, and SSDLite's heads.
@@ -26,6 +26,11 @@ CASES = [
     ("v3_small_minimalistic", "mobilenet_v3_small", dict(width=0.35, num_classes=10, minimalistic=True)),
     ("xception", "xception", dict(width=0.25, num_classes=10)),
     ("ssdlite_v2", "ssdlite", dict(backbone="mobilenet_v2", width=0.35, num_classes=5)),
+]
+#: Segmentation networks: the same parity and depthwise form; their bilinear upsampling adds
+#: gathers (GATHER_ND, with TRANSPOSE for the width axis) and its weighted sums' MUL/ADD.
+SEGMENTATION_CASES = [
+    ("lraspp_v3_small", "lraspp", dict(backbone="mobilenet_v3_small", width=0.35, num_classes=5)),
 ]
 #: What a folded, fused graph may contain: BatchNorm becomes conv weights and bias, ReLU/ReLU6
 #: the convs' fused activation; ADD is a residual shortcut, MUL/SUM squeeze-excite's and the
@@ -60,7 +65,7 @@ def float_exports(tmp_path_factory):
 
     def get(case_id: str):
         if case_id not in cache:
-            _, name, fields = next(c for c in CASES if c[0] == case_id)
+            _, name, fields = next(c for c in CASES + SEGMENTATION_CASES if c[0] == case_id)
             exportable = ex.fresh(name, image_size=SIZE, calibration_images=8, **fields)
             path = tmp_path_factory.mktemp(case_id) / "model.tflite"
             path.write_bytes(ex.convert_tflite(exportable, "float32"))
@@ -89,6 +94,19 @@ def test_float_tflite_computes_the_model_with_folded_builtin_ops(case_id, float_
     # squeeze-excite's pool scale, 1/6 of the hard sigmoid, and gate multiply.
     assert ops.get("ADD", 0) == counts["residual"], (ops, counts)
     assert ops.get("MUL", 0) == 3 * counts["squeeze_excite"], (ops, counts)
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in SEGMENTATION_CASES])
+def test_float_tflite_of_a_segmentation_network_computes_its_per_pixel_logits(case_id, float_exports):
+    exportable, path, ops = float_exports(case_id)
+    images = ex.representative_images(exportable.config, 1, SIZE) * 1.0
+    reference = ex.jax_outputs(exportable, images)
+    outputs = ex.run_tflite(ex.tflite_interpreter(path), images)
+    (key,) = reference
+    assert reference[key].shape == (1, SIZE, SIZE, 5) == outputs[key].shape
+    np.testing.assert_allclose(outputs[key], reference[key], atol=1e-4, rtol=0)
+    assert set(ops) <= ALLOWED_OPS | {"GATHER_ND", "TRANSPOSE", "LOGISTIC"}, ops
+    assert ops["DEPTHWISE_CONV_2D"] == structure(exportable.model, exportable.variables)["depthwise"] > 0
 
 
 def test_depthwise_count_is_the_models_own(float_exports):
@@ -120,7 +138,7 @@ def trained_export(tmp_path_factory):
             devices=1)
     out = workdir / "export"
     status = cli.run(ex.main, ["--workdir", str(workdir / "run"), "--out", str(out), "--formats", "float32", "int8",
-                               "--representative-count", "100"])
+                               "--representative-count", "100", "--score-split", "eval"])
     assert status == 0
     return out
 
@@ -151,6 +169,22 @@ def test_int8_export_of_a_trained_network_agrees_with_float(trained_export):
     assert decided.sum() >= 20, decided.sum()
     assert agree[decided].mean() >= 0.97, (agree[decided].mean(), decided.sum())
     assert agree.mean() >= 0.75, agree.mean()
+
+
+def test_score_split_measures_the_files_top1_where_the_trainer_measured_the_model(trained_export):
+    """--score-split eval: the JAX model's top-1 over the 40 eval images is the trainer's own
+    final eval accuracy (the same images, weights and mask), the float file agrees with it on
+    every image, and each file's accuracy is its agreement's consequence (within 1 - agreement)."""
+    from mobilenet_jax.train import read_metrics
+
+    scored = json.loads((trained_export / "export.json").read_text())["scored"]
+    trainer = [r for r in read_metrics(str(trained_export.parent / "run"), "eval") if r["step"] == 60]
+    assert scored["split"] == "eval" and scored["images"] == 40
+    assert scored["jax_accuracy"] == pytest.approx(trainer[-1]["accuracy"], abs=1e-9)
+    assert scored["files"]["float32"]["top1_agreement"] == 1.0
+    assert scored["files"]["float32"]["accuracy"] == scored["jax_accuracy"]
+    int8 = scored["files"]["int8"]
+    assert abs(int8["accuracy"] - scored["jax_accuracy"]) <= 1 - int8["top1_agreement"] + 1e-9
 
 
 # --------------------------------------------------------------------------------------------

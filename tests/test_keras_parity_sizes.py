@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 import mobilenet_jax
-from mobilenet_jax.profile import abstract_variables, count_leaves, count_madds
+from mobilenet_jax.sizes import abstract_variables, count_leaves, count_madds
 from tests.keras_reference import keras_madds, keras_model, non_trainable_count, numbered, trainable_count
 
 COUNT_CASES = (

@@ -6,7 +6,7 @@ import pytest
 
 from mobilenet_jax import create_model
 from mobilenet_jax.models.registry import ModelConfigError
-from mobilenet_jax.profile import model_size
+from mobilenet_jax.sizes import model_size
 
 
 def test_v3_efficient_last_stage_and_small_stem_save_the_papers_madds():

@@ -86,12 +86,13 @@ def test_train_gradient_lowered_for_cuda_carries_no_zero_placeholders():
 
     from mobilenet_jax import layers
 
-    def through_platform_dependent(x, kernel, strides=1, padding="SAME", impl="auto"):
-        k = kernel.shape[0]
+    def through_platform_dependent(x, kernel, strides=1, padding="SAME", impl="auto", dilation=1):
+        k = (kernel.shape[0] - 1) * dilation + 1
         pads = jax.lax.padtype_to_pads(x.shape[1:3], (k, k), (strides, strides), padding)
+        forms = dict(strides=strides, pads=pads, dilation=dilation)
         return jax.lax.platform_dependent(
-            x, kernel, cpu=ft.partial(layers._shifted_depthwise, strides=strides, pads=pads),
-            default=ft.partial(layers._grouped_depthwise, strides=strides, pads=pads))
+            x, kernel, cpu=ft.partial(layers._shifted_depthwise, **forms),
+            default=ft.partial(layers._grouped_depthwise, **forms))
 
     assert zero_placeholders(_train_grad_lowered(layers.depthwise_conv2d, "cuda")) == 0
     assert zero_placeholders(_train_grad_lowered(through_platform_dependent, "cuda")) > 50
@@ -114,6 +115,54 @@ def test_block_computes_the_same_with_either_depthwise_form():
     batch statistics and gradients in training mode."""
     x = jax.random.normal(jax.random.key(0), (4, 11, 11, 8))
     blocks = {impl: InvertedResidual(24, 16, kernel_size=5, strides=2, se_features=8, depthwise_impl=impl)
+              for impl in ("shifted", "grouped")}
+    v = blocks["shifted"].init(jax.random.key(1), x, train=False)
+
+    def loss(block, params):
+        y, upd = block.apply({"params": params, "batch_stats": v["batch_stats"]}, x, train=True,
+                             mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(y)), upd
+
+    (l1, u1), g1 = jax.value_and_grad(lambda p: loss(blocks["shifted"], p), has_aux=True)(v["params"])
+    (l2, u2), g2 = jax.value_and_grad(lambda p: loss(blocks["grouped"], p), has_aux=True)(v["params"])
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves((u1, g1)), jax.tree.leaves((u2, g2))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k,strides,dilation,padding", [
+    (3, 1, 2, "SAME"), (5, 1, 2, "SAME"), (3, 1, 4, "SAME"), (3, 2, 2, "SAME"), (3, 1, 2, "VALID"),
+    (3, 1, 3, ((1, 2), (3, 0))),
+])
+def test_dilated_depthwise_forms_equal_xla_atrous_convolution(k, strides, dilation, padding):
+    """Atrous depthwise convolution (the backbones' output stride 16 / 8): both forms, forced,
+    equal XLA's grouped convolution with `rhs_dilation`, values and gradients; 'SAME' pads for
+    the (k - 1) * d + 1 window, so the output keeps the input's size at stride 1."""
+    rng = np.random.default_rng(100 * k + 10 * dilation + strides)
+    x = jnp.asarray(rng.standard_normal((2, 13, 11, 6), np.float32))
+    w = jnp.asarray(rng.standard_normal((k, k, 1, 6), np.float32))
+    want_fn = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (strides, strides), padding, rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
+    want, want_grads = want_fn(x, w), jax.grad(loss(want_fn), (0, 1))(x, w)
+    if padding == "SAME" and strides == 1:
+        assert want.shape == x.shape
+    for impl in ("shifted", "grouped"):
+        got_fn = lambda x, w: depthwise_conv2d(x, w, strides=strides, padding=padding, impl=impl,  # noqa: E731
+                                               dilation=dilation)
+        np.testing.assert_allclose(got_fn(x, w), want, rtol=1e-5, atol=1e-5)
+        for got, ref in zip(jax.grad(loss(got_fn), (0, 1))(x, w), want_grads):
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="dilation"):
+        depthwise_conv2d(x, w, dilation=0)
+
+
+def test_dilated_block_computes_the_same_with_either_depthwise_form():
+    """A dilated inverted residual (k=5, dilation 2, squeeze-excite) in training mode: same
+    outputs, batch statistics and gradients with either form."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 8))
+    blocks = {impl: InvertedResidual(24, 8, kernel_size=5, dilation=2, se_features=8, depthwise_impl=impl)
               for impl in ("shifted", "grouped")}
     v = blocks["shifted"].init(jax.random.key(1), x, train=False)
 

@@ -16,7 +16,7 @@ from mobilenet_jax import ModelConfigError, create_model
 from mobilenet_jax.blocks import DepthwiseSeparable, InvertedResidual, SeparableConvBN
 from mobilenet_jax.layers import hard_sigmoid, hard_swish, make_divisible, relu6
 from mobilenet_jax.models import mobilenet_v1
-from mobilenet_jax.profile import (abstract_variables, count_leaves, count_madds, is_convolution, is_depthwise,
+from mobilenet_jax.sizes import (abstract_variables, count_leaves, count_madds, is_convolution, is_depthwise,
                                    iter_equations, jaxpr_madds, model_size)
 
 
@@ -345,7 +345,10 @@ def test_bad_inputs_raise_before_compiling(name, shape, dtype, error, message):
 
 
 def test_registry_lists_models_and_fields():
-    assert mobilenet_jax.list_models() == ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "ssdlite", "xception"]
+    import mobilenet_jax.segmentation.models  # noqa: F401  (registers lraspp, deeplabv3 in any test order)
+
+    assert mobilenet_jax.list_models() == ["deeplabv3", "lraspp", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
+                                           "mobilenet_v3_small", "ssdlite", "xception"]
     fields = mobilenet_jax.model_fields("mobilenet_v2")
     assert {"num_classes", "width", "dtype", "shortcut", "bottleneck_activation"} <= set(fields)
     assert fields["shortcut"].default == "bottleneck" and fields["bottleneck_activation"].default == "linear"

@@ -1,4 +1,4 @@
-"""The papers' optimizer recipes: TF1 RMSProp, schedules, weight-decay mask, label smoothing."""
+"""The papers' optimizer recipes: TF1 RMSProp, schedules, weight-decay mask."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 from tests._train_helpers import tiny_config
 from mobilenet_jax import create_model
 from mobilenet_jax.train.optim import (
-    Durations, build_optimizer, learning_rate_schedule, smoothed_cross_entropy, tf_rmsprop,
+    Durations, build_optimizer, learning_rate_schedule, tf_rmsprop,
     weight_decay_mask,
 )
 
@@ -117,12 +117,3 @@ def test_weight_decay_is_l2_gradient_on_kernels_only():
     updates, _ = tx.update(zeros, tx.init(params), params)
     np.testing.assert_allclose(updates["conv"]["kernel"], -0.1)  # -lr * wd * w
     np.testing.assert_allclose(updates["bn"]["scale"], 0.0)
-
-
-def test_label_smoothing():
-    logits = jnp.asarray([[2.0, 0.0, -1.0, 0.5]])
-    labels = jnp.asarray([0])
-    logp = jax.nn.log_softmax(logits)[0]
-    target = np.full(4, 0.1 / 4) + np.eye(4)[0] * 0.9
-    np.testing.assert_allclose(smoothed_cross_entropy(logits, labels, 0.1)[0], -(target * logp).sum(), rtol=1e-6)
-    np.testing.assert_allclose(smoothed_cross_entropy(logits, labels)[0], -logp[0], rtol=1e-6)

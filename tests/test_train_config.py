@@ -17,11 +17,37 @@ def test_every_config_file_validates_on_8_devices(path):
     validate_config(config, num_devices=8)
 
 
+@pytest.mark.parametrize("spec, key, value", [
+    ("cifar.py", "dataset", "cifar10"), ("cifar.py:cifar10", "dataset", "cifar10"),
+    ("cifar.py:cifar100", "dataset", "cifar100"),
+    ("mobilenet_v3_imagenet.py", "model", "mobilenet_v3_large"),
+    ("mobilenet_v3_imagenet.py:small", "model", "mobilenet_v3_small"),
+])
+def test_parameterised_config_files_through_the_command_line(spec, key, value):
+    from mobilenet_jax.train.__main__ import parse_flags
+
+    config, _ = parse_flags([f"--config={REPO}/configs/{spec}", "--workdir=unused", "--config.batch_size=64"])
+    assert config[key] == value and config.batch_size == 64
+    validate_config(config, num_devices=8)
+
+
+def test_parameterised_config_with_an_unknown_argument_is_one_error_line(tmp_path, capsys):
+    from mobilenet_jax import cli
+    from mobilenet_jax.train.__main__ import main
+
+    for spec, words in (("cifar.py:cifar1000", "the argument is one of cifar10, cifar100"),
+                        ("mobilenet_v3_imagenet.py:medium", "the argument is one of large, small")):
+        assert cli.run(main, [f"--config={REPO}/configs/{spec}", f"--workdir={tmp_path / 'run'}"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_paper_recipes():
     v2 = load_config(os.path.join(REPO, "configs", "mobilenet_v2_imagenet.py"))
     assert (v2.optimizer, v2.rmsprop_decay, v2.momentum, v2.weight_decay) == ("rmsprop", 0.9, 0.9, 4e-5)
     assert (v2.learning_rate, v2.lr_decay_rate, v2.lr_decay_epochs) == (0.045, 0.98, 1.0)
-    v3 = load_config(os.path.join(REPO, "configs", "mobilenet_v3_large_imagenet.py"))
+    v3 = load_config(os.path.join(REPO, "configs", "mobilenet_v3_imagenet.py"))
     assert (v3.batch_size, v3.learning_rate, v3.lr_decay_epochs, v3.ema_decay) == (4096, 0.1, 3.0, 0.9999)
     assert v3.weight_decay == 1e-5 and v3.model_kwargs.bn_momentum == 0.99
     xc = load_config(os.path.join(REPO, "configs", "xception_imagenet.py"))

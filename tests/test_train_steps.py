@@ -11,9 +11,10 @@ import numpy as np
 
 from tests._train_helpers import assert_trees_close_to_scale, relative_l2, tiny_config
 from mobilenet_jax.data import embedded
+from mobilenet_jax.tasks import pmap_eval_step
+from mobilenet_jax.tasks.classification import ClassificationTask
 from mobilenet_jax.train import (
-    build_model, build_optimizer, create_train_state, make_eval_step, make_train_step,
-    pmap_eval_step, pmap_train_step, resolve_durations,
+    build_model, build_optimizer, create_train_state, make_train_step, pmap_train_step, resolve_durations,
 )
 
 
@@ -48,7 +49,7 @@ def test_one_step_on_8_devices_equals_one_device():
     assert jax.local_device_count() >= 8, "conftest should give 8 fake CPU devices"
     config, model, tx, schedule, host_state, images, labels = _setup()
     step = pmap_train_step(make_train_step(
-        model, tx, schedule, label_smoothing=config.label_smoothing, ema_decay=0.99,
+        model, tx, schedule, loss_fn=ClassificationTask(model, config.label_smoothing).loss_fn(), ema_decay=0.99,
     ))
     results, compiled = {}, {}
     reordered = np.random.default_rng(0).permutation(16)
@@ -83,11 +84,14 @@ def test_one_step_on_8_devices_equals_one_device():
 
 def test_eval_step_counts_only_unmasked_examples():
     config, model, tx, schedule, host_state, images, labels = _setup()
-    evaluate = pmap_eval_step(make_eval_step(model))
+    evaluate = pmap_eval_step(ClassificationTask(model).eval_step())
     mask = np.arange(16) < 11
     batch = {"image": images.reshape(2, 8, 32, 32, 3), "label": labels.reshape(2, 8),
              "mask": mask.reshape(2, 8)}
-    sums = jax.device_get(evaluate(jax.tree_util.tree_map(jnp.asarray, host_state), batch))
+    per_device = jax.device_get(evaluate(jax.tree_util.tree_map(jnp.asarray, host_state), batch))
+    # psummed: both devices hold the totals of the whole batch
+    assert all(np.all(v == v[0]) for v in per_device.values()), per_device
+    sums = {k: v[0] for k, v in per_device.items()}
     logits = model.apply({"params": host_state.ema_params, "batch_stats": host_state.batch_stats},
                          images[:11], train=False)
     expected_correct = int(np.sum(np.argmax(logits, -1) == labels[:11]))

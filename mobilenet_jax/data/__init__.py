@@ -1,7 +1,8 @@
 """Data sets by name: `build_dataset(config, layout)`; see pipeline.py for the batch contract.
 
 "embedded" (generated in numpy, no download), "embedded_detection" (shapes with boxes),
-"coco/2017" (tfds, detection), "synthetic" (random tensors kept on device,
+"embedded_segmentation" (the same scenes with per-pixel masks), "coco/2017" (tfds, detection),
+"cityscapes/semantic_segmentation" (tfds, manual download, 19 train classes), "synthetic" (random tensors kept on device,
 for benchmarks), and the tfds sets "imagenet2012", "imagenette", "cifar10", "cifar100"
 (TensorFlow is imported only for these). `prepare_data(config)` prepares a tfds set in
 config.data_dir on first use (data/prepare.py); call it before `build_dataset`.
@@ -43,9 +44,9 @@ def prepare_data(config: ml_collections.ConfigDict) -> None:
     """Makes the tfds set the config names readable in config.data_dir: prepared there on first
     use (by process 0 on a multi-process run), or a DataError that says what to do (see
     data/prepare.py). Nothing to do for the data sets generated in code."""
-    from mobilenet_jax.train.config import TFDS_DATASETS, TFDS_DETECTION_DATASETS
+    from mobilenet_jax.train.config import TFDS_ALL
 
-    if config.dataset in TFDS_DATASETS + TFDS_DETECTION_DATASETS:
+    if config.dataset in TFDS_ALL:
         from mobilenet_jax.data.prepare import ensure_prepared
 
         ensure_prepared(config.dataset, config.data_dir, download=config.data_download,
@@ -76,6 +77,25 @@ def build_dataset(config: ml_collections.ConfigDict, layout: HostLayout) -> Data
         info = DatasetInfo("embedded_detection", config.embedded_num_train, len(evals["image"]),
                            embedded_detection_num_classes(config), config.image_size)
         return ArrayDataset(info, train, evals, **common)
+    if config.dataset == "embedded_segmentation":
+        from mobilenet_jax.data import embedded_segmentation
+
+        low, high = config.embedded_detection_object_size
+        eval_split = config.eval_split or "eval"
+        return embedded_segmentation.build(
+            image_size=config.image_size, num_train=config.embedded_num_train,
+            num_eval=_embedded_size(config, eval_split), eval_split=eval_split,
+            draw_seed=None if config.embedded_seed < 0 else config.embedded_seed,
+            classes=tuple(config.embedded_detection_classes) or None,
+            max_objects=config.embedded_detection_max_objects, min_size=low, max_size=high,
+            noise=tuple(config.embedded_noise), **common)
+    if config.dataset == "cityscapes/semantic_segmentation":
+        from mobilenet_jax.data.tfds_segmentation import TfdsSegmentationDataset
+
+        return TfdsSegmentationDataset(
+            config.dataset, crop_size=config.image_size, data_dir=config.data_dir,
+            train_split=config.train_split, eval_split=config.eval_split,
+            shuffle_buffer=config.shuffle_buffer, **common)
     if config.dataset == "coco/2017":
         from mobilenet_jax.data.coco import MAX_BOXES, CocoDetectionDataset
 

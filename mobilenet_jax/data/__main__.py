@@ -18,9 +18,9 @@ from mobilenet_jax.errors import UsageError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from mobilenet_jax.train.config import TFDS_DATASETS, TFDS_DETECTION_DATASETS
+    from mobilenet_jax.train.config import TFDS_ALL
 
-    names = TFDS_DATASETS + TFDS_DETECTION_DATASETS
+    names = TFDS_ALL
     parser = cli.ArgumentParser(prog="python -m mobilenet_jax.data", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="download (or read the manual archives) and prepare NAME in D")

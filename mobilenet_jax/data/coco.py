@@ -1,5 +1,5 @@
 """tfds `coco/2017` for detection through tf.data (input only), in the layout of
-`mobilenet_jax.detection.layout`: boxes (x1, y1, x2, y2) in [0, 1], labels 1..80 (tfds's 80
+`mobilenet_jax.data.detection_layout`: boxes (x1, y1, x2, y2) in [0, 1], labels 1..80 (tfds's 80
 class indices + 1; 0 is the background), `max_boxes` slots per image.
 
 Augmentation (SSD Sec. 2.2 "Data augmentation", as the TF object detection API's SSDLite
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout
-from mobilenet_jax.data.tfds import _tf, host_batches, padded_eval_batches
+from mobilenet_jax.data.pipeline import Batch, HostLayout
+from mobilenet_jax.data.tfds import TfdsReader, host_batches, import_tf, padded_eval_batches
 
 NUM_CLASSES = 80
 MAX_BOXES = 100
@@ -94,44 +94,23 @@ def to_layout(tf, image, boxes, labels, image_size: int, max_boxes: int, crowd=N
     return out
 
 
-class CocoDetectionDataset:
+class CocoDetectionDataset(TfdsReader):
     """tfds coco/2017 as host-local detection batches `[local_devices, per_device, ...]`."""
 
     def __init__(self, *, image_size: int, batch_size: int, eval_batch_size: int, seed: int,
                  layout: HostLayout, data_dir: str = "", train_split: str = "train",
                  eval_split: str = "validation", shuffle_buffer: int = 1024,
                  num_eval_steps: int = -1, max_boxes: int = MAX_BOXES, name: str = "coco/2017"):
-        import tensorflow_datasets as tfds
-
-        _tf()
-        self._layout, self._seed, self._image_size = layout, seed, image_size
-        self._batch, self._eval_batch, self._max_boxes = batch_size, eval_batch_size, max_boxes
-        self._shuffle_buffer, self._num_eval_steps = shuffle_buffer, num_eval_steps
-        self._builder = tfds.builder(name, data_dir=data_dir or None)
-        self._train_split, self._eval_split = train_split, eval_split
-        self.info = DatasetInfo(name, self._num_examples(train_split), self._num_examples(eval_split),
-                                NUM_CLASSES, image_size)
-        self._train_part = tfds.even_splits(train_split, n=layout.process_count)[layout.process_index]
-        self._eval_parts = tfds.even_splits(eval_split, n=layout.process_count)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(self.info.num_train // self._batch, 1)
-
-    def _num_examples(self, split: str) -> int:
-        try:
-            return self._builder.info.splits[split].num_examples
-        except KeyError:  # tfds mock data has no split metadata
-            return sum(1 for _ in self._read(split, False))
-
-    def _read(self, split: str, shuffle_files: bool):
-        import tensorflow_datasets as tfds
-
-        return self._builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=tfds.ReadConfig(
-            shuffle_seed=self._seed, try_autocache=False))
+        self._max_boxes = max_boxes
+        super().__init__(
+            name, image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            seed=seed, layout=layout, train_split=train_split, eval_split=eval_split,
+            data_dir=data_dir, shuffle_buffer=shuffle_buffer, num_eval_steps=num_eval_steps,
+            num_classes=NUM_CLASSES,
+        )
 
     def train_batches(self, start_step: int) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._batch)
         ds = self._read(self._train_part, shuffle_files=True).repeat()
         ds = ds.shuffle(self._shuffle_buffer, seed=self._seed).enumerate().skip(start_step * local_batch)
@@ -148,7 +127,7 @@ class CocoDetectionDataset:
         return host_batches(ds, local_batch, self._layout)
 
     def eval_batches(self) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._eval_batch)
 
         def fn(ex):

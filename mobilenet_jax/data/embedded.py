@@ -30,7 +30,7 @@ SHAPE_SIZE = (0.5, 0.8)  # the shape's size r, as a fraction of half the image s
 NOISE = (0.02, 0.06)  # the pixel noise's standard deviation, drawn per image (images span [-1, 1])
 
 
-def _signed_distance(cls: int, x: np.ndarray, y: np.ndarray, r: np.ndarray, t: np.ndarray):
+def signed_distance(cls: int, x: np.ndarray, y: np.ndarray, r: np.ndarray, t: np.ndarray):
     """Positive inside the shape. x, y: [n, H, W] coordinates centred on the shape; r: size;
     t: stroke half-width (both [n, 1, 1])."""
     rad = np.sqrt(x**2 + y**2)
@@ -89,7 +89,7 @@ def render(
     for c in range(NUM_CLASSES):
         m = labels == c
         if m.any():
-            sd[m] = _signed_distance(c, x[m], y[m], r[m, None, None], t[m, None, None])
+            sd[m] = signed_distance(c, x[m], y[m], r[m, None, None], t[m, None, None])
     alpha = np.clip(0.5 + sd / pix, 0.0, 1.0)[..., None]
     fg = col(3)
     flip = np.abs(fg - bg).mean(axis=1) < 0.5

@@ -10,35 +10,48 @@ Deterministic: the same (split, size, resolution, seed) always gives the same ar
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, _signed_distance
-from mobilenet_jax.detection.layout import pack
+from mobilenet_jax.data.embedded import CLASS_NAMES, NUM_CLASSES, signed_distance
+from mobilenet_jax.data.detection_layout import pack
 
 _SPLIT_SEEDS = {"train": 10, "eval": 11, "validation": 12}
 MAX_BOXES = 8  # object slots per image unless a config says otherwise
+NOISE = (0.02, 0.05)  # (min, max) pixel-noise s.d. of an image
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller box's area (a small box inside a big one counts fully)."""
     inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
     return inter / smaller if smaller > 0 else 0.0
 
 
-def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
-                 min_size: float, max_size: float, classes: Sequence[int] = tuple(range(NUM_CLASSES))):
-    """(image [S, S, 3] in [-1, 1], boxes [K, 4], labels [K] in 1..len(classes) (the
-    position in `classes` + 1), masks [K, S, S])."""
+class Shape(NamedTuple):
+    """One drawn shape: its box [4] (x0, y0, x1, y1 in [0, 1]), label (1..len(classes)), the
+    pixels it covers [S, S] (anti-aliased coverage above half) and its signed distance [S, S]
+    (in [-1, 1] image units, > 0 inside; the outline is where it crosses 0)."""
+
+    box: np.ndarray
+    label: int
+    inside: np.ndarray
+    signed_distance: np.ndarray
+
+
+def draw_scene(rng: np.random.Generator, image_size: int, max_objects: int, min_size: float,
+               max_size: float, classes: Sequence[int] = tuple(range(NUM_CLASSES))
+               ) -> tuple[np.ndarray, list[Shape]]:
+    """The noiseless image [S, S, 3] in [-1, 1] and its shapes in drawing order (a later shape
+    covers an earlier one): the scene every embedded detection and segmentation image is."""
     s = image_size
     grid = (np.arange(s) + 0.5) / s * 2.0 - 1.0
     gy, gx = np.meshgrid(grid, grid, indexing="ij")
     pix = 2.0 / s
     bg = rng.uniform(-1.0, 1.0, 3)
     img = np.broadcast_to(bg, (s, s, 3)).copy()
-    boxes, labels, masks = [], [], []
+    shapes: list[Shape] = []
     for _ in range(rng.integers(1, max_objects + 1)):
         for _attempt in range(20):
             label = int(rng.integers(len(classes)))
@@ -46,7 +59,7 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
             r = rng.uniform(min_size, max_size)  # half the shape's extent, in [-1, 1] units
             cx, cy = rng.uniform(-1 + r, 1 - r, 2)
             t = max(rng.uniform(0.12, 0.18) * r / 0.45, 1.5 * pix)
-            sd = _signed_distance(cls, (gx - cx)[None], (gy - cy)[None], np.array(r).reshape(1, 1, 1),
+            sd = signed_distance(cls, (gx - cx)[None], (gy - cy)[None], np.array(r).reshape(1, 1, 1),
                                   np.array(t).reshape(1, 1, 1))[0]
             alpha = np.clip(0.5 + sd / pix, 0.0, 1.0)
             inside = alpha >= 0.5
@@ -54,7 +67,7 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
                 continue
             rows, cols = np.nonzero(inside.any(1))[0], np.nonzero(inside.any(0))[0]
             box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32) / s
-            if all(_overlap(box, b) <= 0.1 for b in boxes):
+            if all(overlap(box, other.box) <= 0.1 for other in shapes):
                 break
         else:
             continue
@@ -62,12 +75,25 @@ def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
         if np.abs(fg - bg).mean() < 0.5:
             fg = np.clip(-bg + rng.uniform(-0.3, 0.3, 3), -1, 1)
         img = img * (1 - alpha[..., None]) + fg * alpha[..., None]
-        boxes.append(box)
-        labels.append(label + 1)
-        masks.append(inside)
-    img += rng.normal(0.0, rng.uniform(0.02, 0.05), img.shape)
-    return (np.clip(img, -1.0, 1.0).astype(np.float32), np.array(boxes, np.float32).reshape(-1, 4),
-            np.array(labels, np.int32), np.array(masks, bool).reshape(-1, s, s))
+        shapes.append(Shape(box, label + 1, inside, sd))
+    return img, shapes
+
+
+def add_noise(rng: np.random.Generator, img: np.ndarray, noise: tuple[float, float] = NOISE) -> np.ndarray:
+    """Gaussian pixel noise of an s.d. drawn from `noise`, clipped to [-1, 1], as float32."""
+    img = img + rng.normal(0.0, rng.uniform(noise[0], noise[1]), img.shape)
+    return np.clip(img, -1.0, 1.0).astype(np.float32)
+
+
+def render_image(rng: np.random.Generator, image_size: int, max_objects: int,
+                 min_size: float, max_size: float, classes: Sequence[int] = tuple(range(NUM_CLASSES))):
+    """(image [S, S, 3] in [-1, 1], boxes [K, 4], labels [K] in 1..len(classes) (the
+    position in `classes` + 1), masks [K, S, S])."""
+    img, shapes = draw_scene(rng, image_size, max_objects, min_size, max_size, classes)
+    s = image_size
+    return (add_noise(rng, img), np.array([sh.box for sh in shapes], np.float32).reshape(-1, 4),
+            np.array([sh.label for sh in shapes], np.int32),
+            np.array([sh.inside for sh in shapes], bool).reshape(-1, s, s))
 
 
 def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 0, *,
@@ -75,7 +101,7 @@ def make_split(split: str, num_examples: int, image_size: int = 64, seed: int = 
                max_size: float = 0.4, masks: bool = False,
                classes: Optional[Sequence[int]] = None) -> dict[str, np.ndarray]:
     """{"image", "boxes", "labels", "box_mask"} (+ "masks") in the layout of
-    `mobilenet_jax.detection.layout`, `max_boxes` slots per image. `classes` picks a subset
+    `mobilenet_jax.data.detection_layout`, `max_boxes` slots per image. `classes` picks a subset
     of the ten shapes (indices into `CLASS_NAMES`; labels become 1..len(classes)), for an
     easier set."""
     classes = tuple(range(NUM_CLASSES)) if classes is None else tuple(int(c) for c in classes)

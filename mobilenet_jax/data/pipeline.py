@@ -17,6 +17,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 Batch = dict[str, np.ndarray]
+#: The one name of the local-device axis: the mesh batches are sharded over, the axis the
+#: steps are pmapped over and cross-replica BatchNorm and the loss reduce over.
+AXIS = "batch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +71,14 @@ def host_layout(num_devices: int | None = None) -> HostLayout:
 
 def device_mesh(num_devices: int) -> Mesh:
     """The local devices a pmap over `num_devices` leading entries runs on, as a 1-D mesh."""
-    return Mesh(np.asarray(jax.local_devices()[:num_devices]), ("batch",))
+    return Mesh(np.asarray(jax.local_devices()[:num_devices]), (AXIS,))
 
 
 def prefetch_to_device(batches: Iterable[Batch], size: int, num_devices: int) -> Iterator:
     """Places batches on the local devices `size` steps ahead (sharded along axis 0, the
     layout `jax.pmap` reads), so host-to-device copies overlap the step. Arrays that are
     already jax.Arrays (synthetic data kept on device) pass through untouched."""
-    sharding = NamedSharding(device_mesh(num_devices), PartitionSpec("batch"))
+    sharding = NamedSharding(device_mesh(num_devices), PartitionSpec(AXIS))
 
     def put(batch: Batch):
         return {
@@ -91,13 +94,6 @@ def prefetch_to_device(batches: Iterable[Batch], size: int, num_devices: int) ->
         yield queue.popleft()
         for batch in itertools.islice(iterator, 1):
             queue.append(put(batch))
-
-
-def check_batch(batch: Batch, layout: HostLayout, per_device: int, image_size: int) -> None:
-    """Raises if a batch breaks the contract (catches pipeline bugs before a compile)."""
-    want = (layout.local_devices, per_device, image_size, image_size)
-    if tuple(batch["image"].shape[:4]) != want:
-        raise ValueError(f"image batch has shape {batch['image'].shape}, expected {want} + (C,)")
 
 
 class ArrayDataset:

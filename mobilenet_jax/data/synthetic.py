@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mobilenet_jax.data.pipeline import Batch, DatasetInfo, HostLayout, device_mesh
+from mobilenet_jax.data.pipeline import AXIS, Batch, DatasetInfo, HostLayout, device_mesh
 
 
 class SyntheticDataset:
@@ -25,7 +25,7 @@ class SyntheticDataset:
         self._num_eval_steps = num_eval_steps
         self._batch = batch_size
         rng = np.random.default_rng([seed, layout.process_index])
-        self._sharding = NamedSharding(device_mesh(layout.local_devices), PartitionSpec("batch"))
+        self._sharding = NamedSharding(device_mesh(layout.local_devices), PartitionSpec(AXIS))
 
         def make(global_batch: int) -> Batch:
             n = layout.local_size(global_batch)

@@ -32,7 +32,8 @@ _IMAGENET_LIKE = ("imagenet2012", "imagenette")
 _CROP_PADDING = 32
 
 
-def _tf():
+def import_tf():
+    """TensorFlow for tf.data, with the GPUs hidden from it."""
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators belong to JAX
@@ -42,7 +43,7 @@ def _tf():
 def host_batches(ds, local_batch: int, layout: HostLayout) -> Iterator[Batch]:
     """A tf.data set of examples as this host's numpy batches, deterministic order, split
     along the local devices (the contract of pipeline.py)."""
-    tf = _tf()
+    tf = import_tf()
     options = tf.data.Options()
     options.deterministic = True
     ds = ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -55,7 +56,7 @@ def padded_eval_batches(ds, pad: dict, num_eval: int, local_batch: int, layout: 
     """This process's share of an evaluation split, then `pad` (an example with mask False)
     repeated: every process runs the same number of batches, enough for the largest share
     (at most `num_eval_steps` when >= 0), so the padded sums stay exact."""
-    tf = _tf()
+    tf = import_tf()
     num_batches = math.ceil(max(split_evenly(num_eval, layout.process_count)) / local_batch)
     if num_eval_steps >= 0:
         num_batches = min(num_batches, num_eval_steps)
@@ -64,7 +65,7 @@ def padded_eval_batches(ds, pad: dict, num_eval: int, local_batch: int, layout: 
 
 
 def _preprocess_fn(name: str, image_size: int, train: bool):
-    tf = _tf()
+    tf = import_tf()
 
     def to_float(image):
         image = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
@@ -107,44 +108,45 @@ def _preprocess_fn(name: str, image_size: int, train: bool):
     return cifar_train if train else cifar_eval
 
 
-class TfdsDataset:
-    """A tfds data set read through tf.data into host-local numpy batches (see pipeline.py)."""
+class TfdsReader:
+    """What the tfds readers share: the builder, each split's size, this process's even share
+    of each split, and reading a split. Subclasses add `train_batches` and `eval_batches`."""
 
     def __init__(
         self, name: str, *, image_size: int, batch_size: int, eval_batch_size: int, seed: int,
-        layout: HostLayout, data_dir: str = "", train_split: str = "", eval_split: str = "",
-        shuffle_buffer: int = 16_384, cache: bool = False, num_eval_steps: int = -1,
-        num_classes: int = -1,
+        layout: HostLayout, train_split: str, eval_split: str, data_dir: str = "",
+        shuffle_buffer: int = 16_384, num_eval_steps: int = -1, num_classes: int = -1,
     ):
+        """`num_classes` < 0: the builder's "label" feature's."""
         import tensorflow_datasets as tfds
 
-        _tf()
-        if name not in _DEFAULT_SPLITS:
-            raise ValueError(f"unknown tfds data set {name!r}; known: {sorted(_DEFAULT_SPLITS)}")
+        import_tf()
         self._name, self._layout, self._seed = name, layout, seed
         self._image_size = image_size
         self._batch, self._eval_batch = batch_size, eval_batch_size
-        self._shuffle_buffer, self._cache = shuffle_buffer, cache
-        self._num_eval_steps = num_eval_steps
+        self._shuffle_buffer, self._num_eval_steps = shuffle_buffer, num_eval_steps
         self._builder = tfds.builder(
             name, data_dir=paths.to_str(data_dir, "config.data_dir") if data_dir else None
         )
-        default_train, default_eval = _DEFAULT_SPLITS[name]
-        self._train_split = train_split or default_train
-        self._eval_split = eval_split or default_eval
-        classes = self._builder.info.features["label"].num_classes
+        self._train_split, self._eval_split = train_split, eval_split
+        if num_classes < 0:
+            num_classes = self._builder.info.features["label"].num_classes
         self.info = DatasetInfo(
-            name, self._num_examples(self._train_split), self._num_examples(self._eval_split),
-            classes if num_classes < 0 else num_classes, image_size,
+            name, self._num_examples(train_split), self._num_examples(eval_split),
+            num_classes, image_size,
         )
-        self._train_part = tfds.even_splits(self._train_split, n=layout.process_count)[
+        self._train_part = tfds.even_splits(train_split, n=layout.process_count)[
             layout.process_index
         ]
-        self._eval_parts = tfds.even_splits(self._eval_split, n=layout.process_count)
+        self._eval_parts = tfds.even_splits(eval_split, n=layout.process_count)
 
     @property
     def steps_per_epoch(self) -> int:
         return self.info.num_train // self._batch
+
+    def _decoders(self):
+        """tfds decoders for `as_dataset` (None: decode every feature)."""
+        return None
 
     def _num_examples(self, split: str) -> int:
         """From the metadata; counted by reading when there is none (tfds mock data)."""
@@ -158,14 +160,39 @@ class TfdsDataset:
     def _read(self, split: str, shuffle_files: bool):
         import tensorflow_datasets as tfds
 
-        decoders = {"image": tfds.decode.SkipDecoding()} if self._name in _IMAGENET_LIKE else None
         return self._builder.as_dataset(
-            split=split, shuffle_files=shuffle_files, decoders=decoders,
+            split=split, shuffle_files=shuffle_files, decoders=self._decoders(),
             read_config=tfds.ReadConfig(shuffle_seed=self._seed, try_autocache=False),
         )
 
+
+class TfdsDataset(TfdsReader):
+    """A tfds data set read through tf.data into host-local numpy batches (see pipeline.py)."""
+
+    def __init__(
+        self, name: str, *, image_size: int, batch_size: int, eval_batch_size: int, seed: int,
+        layout: HostLayout, data_dir: str = "", train_split: str = "", eval_split: str = "",
+        shuffle_buffer: int = 16_384, cache: bool = False, num_eval_steps: int = -1,
+        num_classes: int = -1,
+    ):
+        if name not in _DEFAULT_SPLITS:
+            raise ValueError(f"unknown tfds data set {name!r}; known: {sorted(_DEFAULT_SPLITS)}")
+        self._cache = cache
+        default_train, default_eval = _DEFAULT_SPLITS[name]
+        super().__init__(
+            name, image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            seed=seed, layout=layout, train_split=train_split or default_train,
+            eval_split=eval_split or default_eval, data_dir=data_dir,
+            shuffle_buffer=shuffle_buffer, num_eval_steps=num_eval_steps, num_classes=num_classes,
+        )
+
+    def _decoders(self):
+        import tensorflow_datasets as tfds
+
+        return {"image": tfds.decode.SkipDecoding()} if self._name in _IMAGENET_LIKE else None
+
     def train_batches(self, start_step: int) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._batch)
         ds = self._read(self._train_part, shuffle_files=True)
         if self._cache:
@@ -183,7 +210,7 @@ class TfdsDataset:
         return host_batches(ds, local_batch, self._layout)
 
     def eval_batches(self) -> Iterator[Batch]:
-        tf = _tf()
+        tf = import_tf()
         local_batch = self._layout.local_size(self._eval_batch)
         ds = self._read(self._eval_parts[self._layout.process_index], shuffle_files=False)
         if self._cache:
@@ -201,9 +228,4 @@ class TfdsDataset:
         s = self._image_size
         pad = {"image": tf.zeros((s, s, 3)), "label": tf.constant(0), "mask": tf.constant(False)}
         return padded_eval_batches(ds, pad, self.info.num_eval, local_batch, self._layout, self._num_eval_steps)
-
-
-def tfds_num_classes(name: str) -> int:
-    """Number of classes of a tfds data set (from its metadata; no data read)."""
-    return {"imagenet2012": 1000, "imagenette": 10, "cifar10": 10, "cifar100": 100}[name]
 

@@ -3,6 +3,6 @@
 anchors.py (default boxes), boxes.py (IoU, box coder), matching.py, loss.py (SSD loss with
 hard-negative mining), nms.py (batched fixed-size NMS), ssdlite.py (the detector).
 """
-from mobilenet_jax.detection.ssdlite import SSDLite, detect, feature_map_sizes, load_backbone, model_anchors
+from mobilenet_jax.detection.ssdlite import SSDLite, feature_map_sizes, load_backbone, model_anchors
 
-__all__ = ["SSDLite", "detect", "feature_map_sizes", "load_backbone", "model_anchors"]
+__all__ = ["SSDLite", "feature_map_sizes", "load_backbone", "model_anchors"]

@@ -32,11 +32,6 @@ class LossTerms(NamedTuple):
     num_negatives: jax.Array
 
 
-def smooth_l1(x: jax.Array, beta: float = 1.0) -> jax.Array:
-    ax = jnp.abs(x)
-    return jnp.where(ax < beta, 0.5 * ax**2 / beta, ax - 0.5 * beta)
-
-
 def hard_negatives(neg_loss: jax.Array, is_negative: jax.Array, num_positives: jax.Array,
                    ratio: int = NEG_POS_RATIO, min_negatives: int = MIN_NEGATIVES) -> jax.Array:
     """Mask [B, A] of the `max(ratio * positives, min_negatives)` background anchors of each
@@ -63,7 +58,8 @@ def ssd_loss(box_codes: jax.Array, class_logits: jax.Array, anchors: jax.Array,
     target_boxes = jnp.take_along_axis(gt_boxes, idx[..., None], axis=1)
     target_labels = jnp.where(positive, jnp.take_along_axis(gt_labels, idx, axis=1), 0)
     codes = encode(target_boxes, anchors[None])
-    loc = jnp.sum(smooth_l1(box_codes.astype(jnp.float32) - codes), -1)
+    # Smooth L1 (beta 1) is the Huber loss at delta 1: 0.5 x^2 below |x| = 1, |x| - 0.5 above.
+    loc = jnp.sum(optax.huber_loss(box_codes.astype(jnp.float32), codes, delta=1.0), -1)
     loc = jnp.sum(jnp.where(positive, loc, 0.0))
     ce = optax.softmax_cross_entropy_with_integer_labels(class_logits.astype(jnp.float32), target_labels)
     num_pos = jnp.sum(positive, axis=-1)

@@ -1,10 +1,12 @@
 """Batched, fixed-size, jit-compiled non-maximum suppression and SSD post-processing.
 
 Per-class greedy NMS (as the TF object detection API's `batch_multiclass_non_max_suppression`
-that SSDLite exports with) in one pass over all classes: each candidate box is shifted by
-2 x its class id, so boxes of different classes never overlap and one greedy pass equals a
-pass per class. Shapes are static: the `pre_nms_top_k` highest (anchor, class) scores are
-the candidates, the result is `max_detections` rows with a validity mask.
+that SSDLite exports with) in one pass over all classes: a candidate suppresses only
+candidates of its own class (the IoU matrix is masked by class equality), so one greedy pass
+equals a pass per class. The boxes are compared as they are: shifting them apart by class id
+instead costs float32 IoU precision at high class ids. Shapes are static: the
+`pre_nms_top_k` highest (anchor, class) scores are the candidates, the result is
+`max_detections` rows with a validity mask.
 """
 from __future__ import annotations
 
@@ -26,13 +28,17 @@ class Detections(NamedTuple):
     valid: jax.Array
 
 
-def greedy_nms(boxes: jax.Array, scores: jax.Array, iou_threshold: float) -> jax.Array:
+def greedy_nms(boxes: jax.Array, scores: jax.Array, iou_threshold: float,
+               classes: jax.Array | None = None) -> jax.Array:
     """Keep-mask [K] of greedy NMS over boxes [K, 4] already sorted by decreasing score;
-    candidates with score -inf are never kept."""
+    candidates with score -inf are never kept. With classes [K], a box suppresses only boxes
+    of its own class."""
     iou = pairwise_iou(boxes, boxes)
     k = boxes.shape[0]
     later = jnp.arange(k)[None, :] > jnp.arange(k)[:, None]
     suppresses = (iou > iou_threshold) & later  # [i, j]: i would suppress j
+    if classes is not None:
+        suppresses &= classes[:, None] == classes[None, :]
 
     def body(i, keep):
         return keep & ~(keep[i] & suppresses[i])
@@ -53,7 +59,7 @@ def multiclass_nms(boxes: jax.Array, scores: jax.Array, *, score_threshold: floa
     anchor, cls = idx // num_classes, idx % num_classes
     top = jnp.where(top >= score_threshold, top, -jnp.inf)
     cand = boxes[anchor]
-    keep = greedy_nms(cand + 2.0 * cls[:, None].astype(cand.dtype), top, iou_threshold)
+    keep = greedy_nms(cand, top, iou_threshold, classes=cls)
     ranked = jnp.where(keep, top, -jnp.inf)
     d = min(max_detections, k)
     out_scores, order = jax.lax.top_k(ranked, d)

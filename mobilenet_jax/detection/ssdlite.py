@@ -21,12 +21,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mobilenet_jax.detection.anchors import ASPECT_RATIOS, MAX_SCALE, MIN_SCALE, anchors_per_cell, generate_anchors
-from mobilenet_jax.detection.nms import Detections, postprocess
 from mobilenet_jax.layers import ConvBN
 from mobilenet_jax.models.common import Network, check_choice
 from mobilenet_jax.models.registry import ModelConfigError, create_model, register
@@ -57,6 +57,7 @@ class SSDLite(Network):
     max_scale: float = MAX_SCALE
     aspect_ratios: tuple[float, ...] = ASPECT_RATIOS
 
+    task: ClassVar[str] = "detection"
     min_resolution: ClassVar[int] = 64
     default_resolution: ClassVar[int] = 320
 
@@ -133,13 +134,6 @@ def model_anchors(model: SSDLite, image_size: int) -> np.ndarray:
                             max_scale=model.max_scale, aspect_ratios=model.aspect_ratios)
 
 
-def detect(model: SSDLite, variables: Any, images: jax.Array, anchors: jax.Array,
-           **nms_kwargs) -> Detections:
-    """Inference: network, box decoding and multiclass NMS (jit it with `model` static)."""
-    out = model.apply(variables, images, train=False)
-    return postprocess(out["box_codes"], out["class_logits"], anchors, **nms_kwargs)
-
-
 def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
     """The detector's variables with `backbone/` replaced by the classification network's
     (e.g. converted Keras ImageNet weights). Every backbone leaf must exist in the classifier
@@ -151,8 +145,8 @@ def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
             out[collection] = tree
             continue
         source = classifier_variables.get(collection, {})
-        flat = {"/".join(k): v for k, v in _flatten(tree["backbone"])}
-        src = {"/".join(k): v for k, v in _flatten(source)}
+        flat = traverse_util.flatten_dict(tree["backbone"], sep="/")
+        src = traverse_util.flatten_dict(source, sep="/")
         missing = sorted(k for k in flat if k not in src)
         wrong = sorted(k for k in flat if k in src and np.shape(src[k]) != np.shape(flat[k]))
         if missing or wrong:
@@ -160,25 +154,7 @@ def load_backbone(detector_variables: dict, classifier_variables: dict) -> dict:
                 f"classifier {collection} do not fit the detector's backbone: missing {missing[:5]}"
                 f"{'...' if len(missing) > 5 else ''}, shape mismatch {wrong[:5]}; was the "
                 "classifier built with the same backbone, width and reduced_tail?")
-        new_backbone = _unflatten({k: src[k] for k in flat})
+        new_backbone = traverse_util.unflatten_dict({k: src[k] for k in flat}, sep="/")
         out[collection] = {**tree, "backbone": new_backbone}
     return out
 
-
-def _flatten(tree, prefix=()):
-    for k, v in tree.items():
-        if isinstance(v, dict) or hasattr(v, "items"):
-            yield from _flatten(v, prefix + (k,))
-        else:
-            yield prefix + (k,), v
-
-
-def _unflatten(flat: dict) -> dict:
-    out: dict = {}
-    for key, v in flat.items():
-        node = out
-        parts = key.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return out

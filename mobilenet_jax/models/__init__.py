@@ -1,6 +1,5 @@
-"""The model zoo. Importing this package registers every network and detector."""
-from mobilenet_jax.models import mobilenet_v1, mobilenet_v2, mobilenet_v3, xception  # noqa: F401
-from mobilenet_jax.models.registry import create_model, list_models, model_fields
-from mobilenet_jax.detection import ssdlite  # noqa: F401,E402  (registers the detectors)
+"""The model zoo: `create_model`, `list_models` and `model_fields` over the one registry
+(registry.py), which imports every family, detectors included, on its first lookup."""
+from mobilenet_jax.models.registry import create_model, list_models, model_fields, model_task
 
-__all__ = ["create_model", "list_models", "model_fields"]
+__all__ = ["create_model", "list_models", "model_fields", "model_task"]

@@ -30,10 +30,14 @@ class Network(nn.Module):
     #: fastest form per backend; 'shifted' / 'grouped' force one. The function is the same.
     depthwise_impl: DepthwiseImpl = "auto"
     #: Return the named feature maps {"C3", "C4", "C5"} (output strides 8, 16, 32; see
-    #: `FEATURE_STRIDES`) instead of logits, and build no classifier: a detector's backbone.
+    #: `FEATURE_STRIDES`; on a V2 / V3 built at `output_stride` 16 or 8, `feature_strides`)
+    #: instead of logits, and build no classifier: a detector's or segmenter's backbone.
     #: The shared layers keep their classification names, so classification weights load.
     features_only: bool = False
 
+    #: The task the network trains for: a name registered in `mobilenet_jax.tasks` (its loss,
+    #: evaluation and batch layout). The data set must be one of the same task.
+    task: ClassVar[str] = "classification"
     #: Smallest input side the network accepts (Keras's limits).
     min_resolution: ClassVar[int] = 32
     #: The paper's input side, used by the size accounting.
@@ -101,8 +105,51 @@ class Network(nn.Module):
 
 
 #: Output stride of each named feature map of `Network.features_only` (the papers' C4 / C5:
-#: V3 Sec. 6.3; C3 is the stride-8 map for later heads).
+#: V3 Sec. 6.3; C3 is the stride-8 map for later heads), for a backbone at output stride 32.
 FEATURE_STRIDES: dict[str, int] = {"C3": 8, "C4": 16, "C5": 32}
+#: Output strides a V2 / V3 backbone can be built at (`output_stride`, atrous convolution).
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def feature_strides(output_stride: int = 32) -> dict[str, int]:
+    """Output stride of each named map of a backbone built at `output_stride`.
+
+    A name always means the same layer (C4: the expansion of the block that would downsample
+    16 -> 32, C5: the last conv, C3: the last block at stride 8), so its weights and channels
+    do not depend on `output_stride`; only its resolution does: min(nominal, output_stride).
+    At 16, C4 and C5 are both at 1/16; at 8, all three are at 1/8.
+    """
+    return {name: min(stride, output_stride) for name, stride in FEATURE_STRIDES.items()}
+
+
+def atrous_schedule(strides: Iterable[int], output_stride: int, start: int = 2) -> list[tuple[int, int]]:
+    """(stride, dilation) of each block of a backbone whose blocks have nominal `strides`,
+    entered at output stride `start` (after the stem), built at `output_stride`.
+
+    DeepLab's atrous convolution (V2 Sec. 6.3, V3 Sec. 6.4): a stride-2 block that would take
+    the output stride beyond `output_stride` gets stride 1 instead, and from that block on
+    every depthwise convolution is dilated by the strides removed so far. The block that
+    loses its stride is dilated as well, as torchvision's `dilated=True` MobileNetV3 does (its
+    LR-ASPP and DeepLabV3 backbones); TF-slim dilates only the blocks after it. At 32 every
+    block keeps its stride and dilation 1: the network is unchanged.
+    """
+    out, stride, rate = [], start, 1
+    for s in strides:
+        if stride * s > output_stride:
+            rate *= s
+            out.append((1, rate))
+        else:
+            stride *= s
+            out.append((s, rate))
+    return out
+
+
+def check_output_stride(model: str, output_stride: Any) -> None:
+    if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
+        raise ModelConfigError(
+            f"{model}: output_stride must be one of {OUTPUT_STRIDES} (32: the classification "
+            f"network; 16 or 8: the last stage(s) atrous, for segmentation), got {output_stride!r}"
+        )
 
 
 def level_name(stride: int) -> Optional[str]:

@@ -16,6 +16,10 @@ downsamples from stride 16 to 32 (the 13th bottleneck of Large, the 9th of Small
 `reduced_tail=True` is Sec. 6.3's detection variant: the channels of every layer between C4
 and C5 halved (the C4 block's projection, the later blocks and the last conv; C4 itself and
 the layers before it unchanged, so the shared part still loads classification weights).
+`output_stride` 16 (Sec. 6.4: "atrous convolution in the last block"; torchvision's
+`dilated=True`) or 8: the last stride-2 block(s) get stride 1 and atrous depthwise
+convolutions (`common.atrous_schedule`); the maps keep their layers and names, at the
+strides `common.feature_strides` gives (at 16: C3 1/8, C4 and C5 1/16).
 
 Ablations (Table 5): `hswish_from` — None for ReLU everywhere; N for h-swish from the first
 block with N (unscaled) output channels on, with the stem and head in h-swish; the
@@ -39,7 +43,9 @@ import jax
 
 from mobilenet_jax.blocks import InvertedResidual
 from mobilenet_jax.layers import ConvBN, get_activation, make_divisible
-from mobilenet_jax.models.common import Network, check_choice, check_feature_maps, classifier_head
+from mobilenet_jax.models.common import (
+    Network, atrous_schedule, check_choice, check_feature_maps, check_output_stride, classifier_head,
+)
 from mobilenet_jax.models.registry import ModelConfigError, register
 
 SE_RATIO = 0.25
@@ -113,6 +119,8 @@ class MobileNetV3(Network):
     reduced_tail: bool = False
     last_stage: str = "efficient"
     stem: str = "hswish16"
+    #: 32 (paper, classification), 16 (Sec. 6.4's segmentation backbone) or 8.
+    output_stride: int = 32
 
     table: ClassVar[tuple[V3Block, ...]] = LARGE
     pre_logits_features: ClassVar[int] = 1280
@@ -126,6 +134,7 @@ class MobileNetV3(Network):
         check_choice(name, "reduced_tail", self.reduced_tail, (True, False))
         check_choice(name, "last_stage", self.last_stage, LAST_STAGES)
         check_choice(name, "stem", self.stem, tuple(STEMS))
+        check_output_stride(name, self.output_stride)
         if self.last_stage != "efficient" and self.features_only:
             raise ModelConfigError(f"{name}: last_stage='original' is a classifier's; a backbone ends at C5")
         stages = sorted({b.out_features for b in self.table})
@@ -157,10 +166,12 @@ class MobileNetV3(Network):
         raise ModelConfigError(f"{type(self).__name__}: the table never reaches output stride 32")
 
     def block_table(self) -> list[dict]:
-        """Keyword arguments of each `InvertedResidual`, after width and variant rules."""
+        """Keyword arguments of each `InvertedResidual`, after width and variant rules
+        (`strides` and `dilation` after `output_stride`; the table keeps the nominal ones)."""
         blocks, in_features = [], STEMS[self.stem][0]
         tail_divisor = 2 if self.reduced_tail else 1
-        for i, b in enumerate(self.table):
+        atrous = atrous_schedule([b.strides for b in self.table], self.output_stride)
+        for i, (b, (strides, dilation)) in enumerate(zip(self.table, atrous)):
             expanded = make_divisible(in_features * b.expand_ratio)
             out_features = b.out_features // (tail_divisor if i >= self.c4_block else 1)
             out_features = make_divisible(out_features * self.width)
@@ -170,7 +181,8 @@ class MobileNetV3(Network):
                     expanded_features=expanded,
                     out_features=out_features,
                     kernel_size=3 if self.minimalistic else b.kernel_size,
-                    strides=b.strides,
+                    strides=strides,
+                    dilation=dilation,
                     activation=self.block_activation(i),
                     se_features=make_divisible(expanded * SE_RATIO) if use_se else None,
                 )
@@ -204,7 +216,7 @@ class MobileNetV3(Network):
                 x, maps["C4"] = block(x, train, return_expanded=True)
             else:
                 x = block(x, train)
-            stride *= kwargs["strides"]
+            stride *= self.table[i].strides  # the nominal stride: it names the maps
             if stride == 8:
                 maps["C3"] = x
         x = ConvBN(self.last_features, activation=act, name="last_conv", **common)(x, train)

@@ -21,7 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from mobilenet_jax import cli
-from mobilenet_jax.errors import UsageError
+from mobilenet_jax.errors import UsageError, UserError
 from mobilenet_jax.train.config import ConfigError
 
 PREEMPTED_EXIT_STATUS = 128 + 15  # the shell's status of a SIGTERM'd process: not finished
@@ -42,6 +42,17 @@ def _flags(argv: list[str]) -> tuple[flags.FlagValues, flags.FlagHolder, flags.F
     return values, config, workdir
 
 
+def _raised_by_config_file(error: BaseException) -> UserError | None:
+    """The UserError a config file's get_config raised, from under the copy with a traceback
+    for a message that config_flags raises in its place and absl's flag error around that."""
+    found = None
+    while error is not None:
+        if isinstance(error, UserError):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
 def parse_flags(argv: list[str]):
     """(config, workdir) of `argv`; absl's failures become UsageError (the command line
     itself) or ConfigError (the config file, or an override of a key it does not have)."""
@@ -52,6 +63,9 @@ def parse_flags(argv: list[str]):
         if config is not None:
             config.get("model")  # config_flags defers a failed load to the first access
     except flags.Error as e:
+        raised = _raised_by_config_file(e)
+        if raised is not None:  # e.g. a get_config(arg) told an argument it does not take
+            raise raised from e
         unknown = re.search(r"Unknown command line flag '(config\.[^']+)'", str(e))
         if unknown:  # absl's word for a --config.<key> the config lacks (in some spellings)
             key = unknown.group(1).split(".", 1)[1]

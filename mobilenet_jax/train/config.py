@@ -17,11 +17,21 @@ from mobilenet_jax.errors import UserError
 
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
-# Detection data sets (boxes; see mobilenet_jax.detection.layout) train a detector model.
-TFDS_DETECTION_DATASETS = ("coco/2017",)
-DETECTION_DATASETS = ("embedded_detection",) + TFDS_DETECTION_DATASETS
-DETECTION_MODELS = ("ssdlite",)
-DATASETS = ("embedded", "synthetic") + TFDS_DATASETS + DETECTION_DATASETS
+TFDS_DETECTION_DATASETS = ("coco/2017",)  # boxes: see mobilenet_jax.data.detection_layout
+TFDS_SEGMENTATION_DATASETS = ("cityscapes/semantic_segmentation",)  # masks: mobilenet_jax.segmentation.layout
+#: Every tfds set the trainer reads (prepared on first use by `data.prepare_data`).
+TFDS_ALL = TFDS_DATASETS + TFDS_DETECTION_DATASETS + TFDS_SEGMENTATION_DATASETS
+#: The task each data set's batches are laid out for (a name in `mobilenet_jax.tasks`); a
+#: model trains on the data sets of its own task (`Network.task`, checked by `check_task`).
+DATASET_TASKS: dict[str, str] = {
+    "embedded": "classification",
+    "synthetic": "classification",
+    **dict.fromkeys(TFDS_DATASETS, "classification"),
+    "embedded_detection": "detection",
+    **dict.fromkeys(TFDS_DETECTION_DATASETS, "detection"),
+    "embedded_segmentation": "segmentation",
+    **dict.fromkeys(TFDS_SEGMENTATION_DATASETS, "segmentation"),
+}
 OPTIMIZERS = ("rmsprop", "sgd", "adam")
 SCHEDULES = ("constant", "exponential", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -34,8 +44,8 @@ class ConfigError(UserError, ValueError):
 def default_config() -> ml_collections.ConfigDict:
     """All keys the trainer reads, with defaults. Durations: `*_steps` wins when >= 0."""
     c = ml_collections.ConfigDict()
-    # Model: create_model(model, num_classes=<dataset>, dtype=dtype, bn_axis_name="batch",
-    #                     **model_kwargs).
+    # Model: create_model(model, num_classes=<dataset>, dtype=dtype, bn_axis_name=AXIS ("batch"),
+    #                     **model_kwargs); its task (Network.task) must be the data set's.
     c.model = "mobilenet_v2"
     c.model_kwargs = ml_collections.ConfigDict({"width": 1.0})
     c.dtype = "bfloat16"  # compute dtype; parameters are always float32
@@ -59,6 +69,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.embedded_seed = -1  # the draw of the embedded images; -1 = config.seed (>= 0: fixed data)
     c.synthetic_num_classes = 1000
     c.max_boxes = -1  # detection: object slots per image; -1 = the data set's (8 embedded, 100 COCO)
+    # The embedded detection and segmentation sets (one scene generator) share these knobs.
     c.embedded_detection_classes = ()  # indices into the embedded shapes; () = all ten
     c.embedded_detection_max_objects = 4  # 1..max objects drawn per image (<= max_boxes)
     c.embedded_detection_object_size = (0.15, 0.4)  # (min, max) half-extent of a shape, of the image
@@ -135,6 +146,30 @@ def default_config() -> ml_collections.ConfigDict:
     c.lock()
     c.model_kwargs.unlock()  # keys differ per network; create_model validates them
     return c
+
+
+def dataset_task(dataset: str) -> str:
+    """The task of a data set's batches: DATASET_TASKS's; a tfds name outside the table (the
+    evaluation command reads any tfds image/label set) is a classification set."""
+    return DATASET_TASKS.get(dataset, "classification")
+
+
+def check_task(model: str, dataset: str) -> str:
+    """The task a registered `model` trains on `dataset`: the model's declared task, which must
+    be the data set's, else a ConfigError that says what would pair. The one place the task of
+    a run is decided (the trainer's `build_task` and the evaluation command use it)."""
+    from mobilenet_jax.models import list_models, model_task
+
+    task, data_task = model_task(model), dataset_task(dataset)
+    if task != data_task:
+        datasets = [d for d, t in DATASET_TASKS.items() if t == task]
+        models = [m for m in list_models() if model_task(m) == data_task]
+        raise ConfigError(
+            f"dataset {dataset!r} and model {model!r} do not make a task: {dataset!r} is a {data_task} "
+            f"data set and {model!r} a {task} model; use a {task} data set {datasets} or a "
+            f"{data_task} model {models}"
+        )
+    return task
 
 
 def _check_keys(config: Mapping, reference: Mapping, prefix: str = "") -> None:
@@ -231,15 +266,8 @@ def validate_config(
     """
     _check_keys(config, default_config())
     _check_ranges(config)
-    if config.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASETS)}")
-    detection_data, detector = config.dataset in DETECTION_DATASETS, config.model in DETECTION_MODELS
-    if detection_data != detector:
-        raise ConfigError(
-            f"dataset {config.dataset!r} and model {config.model!r} do not make a task: detection "
-            f"data sets {list(DETECTION_DATASETS)} train a detector {list(DETECTION_MODELS)}, "
-            "every other data set a classification network"
-        )
+    if config.dataset not in DATASET_TASKS:
+        raise ConfigError(f"unknown dataset {config.dataset!r}; known data sets: {list(DATASET_TASKS)}")
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; known: {list(OPTIMIZERS)}")
     if config.lr_schedule not in SCHEDULES:
@@ -250,11 +278,14 @@ def validate_config(
 
     if config.model not in list_models():
         raise ConfigError(f"unknown model {config.model!r}; known models: {list_models()}")
+    check_task(config.model, config.dataset)
     reserved = {"num_classes", "dtype", "bn_axis_name"} & set(config.model_kwargs)
     if reserved:
+        from mobilenet_jax.data.pipeline import AXIS
+
         raise ConfigError(
             f"model_kwargs may not set {sorted(reserved)}: the trainer sets them "
-            "(num_classes from the data set, dtype from config.dtype, bn_axis_name='batch')"
+            f"(num_classes from the data set, dtype from config.dtype, bn_axis_name={AXIS!r})"
         )
     unknown = sorted(set(config.model_kwargs) - set(model_fields(config.model)))
     if unknown:
@@ -276,9 +307,9 @@ def validate_config(
                 f"config.{key}={value} must be a positive multiple of the number of devices "
                 f"({num_devices} local x {process_count} process(es) = {total})"
             )
-    if config.dataset == "embedded_detection":
+    if config.dataset in ("embedded_detection", "embedded_segmentation"):
         _check_embedded_detection(config)
-    if config.dataset in ("embedded", "embedded_detection"):
+    if config.dataset in ("embedded", "embedded_detection", "embedded_segmentation"):
         _check_embedded(config)
     if config.plateau_evals > 0 and config.eval_every_steps == 0:
         raise ConfigError("config.plateau_evals > 0 stops at a plateau of the periodic evaluations: "
@@ -349,15 +380,6 @@ def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> ml_col
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in (overrides or {}).items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            if p not in node:
-                raise ConfigError(f"override {key!r}: config has no key {p!r}")
-            node = node[p]
-        if leaf not in node and not (parents and parents[-1] == "model_kwargs"):
-            raise ConfigError(f"override {key!r}: config has no key {leaf!r}")
-        node[leaf] = value
-    return config
+    from mobilenet_jax.overrides import apply_overrides
+
+    return apply_overrides(module.get_config(), overrides or {})

@@ -18,8 +18,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mobilenet_jax import paths
 from mobilenet_jax.data import Dataset, HostLayout, build_dataset, prefetch_to_device, prepare_data
-from mobilenet_jax.data.pipeline import device_mesh
+from mobilenet_jax.data.pipeline import AXIS, device_mesh
 from mobilenet_jax.errors import UserError
+from mobilenet_jax.tasks import Task, build_task, evaluator, select
 from mobilenet_jax.train import distributed, plateau
 from mobilenet_jax.train.checkpoint import Checkpoints
 from mobilenet_jax.train.config import ConfigError, validate_config
@@ -27,7 +28,6 @@ from mobilenet_jax.train.metrics import MetricWriter, read_metrics
 from mobilenet_jax.train.optim import Durations, build_optimizer, peak_learning_rate, resolve_durations
 from mobilenet_jax.train.state import create_train_state
 from mobilenet_jax.train.steps import make_train_step, pmap_train_step
-from mobilenet_jax.train.tasks import build_task
 
 log = logging.getLogger("mobilenet_jax")
 
@@ -41,7 +41,7 @@ def build_model(config: ml_collections.ConfigDict, num_classes: int):
 
     return create_model(
         config.model, num_classes=num_classes, dtype=jnp.dtype(config.dtype),
-        bn_axis_name="batch", **config.model_kwargs,
+        bn_axis_name=AXIS, **config.model_kwargs,
     )
 
 
@@ -122,13 +122,15 @@ def train_and_evaluate(
     durations: Durations = resolve_durations(config, spe)
     tx, schedule = build_optimizer(config, durations)
     model = build_model(config, ds.info.num_classes)
+    task = build_task(config, model)  # the loss, the evaluation and the metric to keep the best by
 
     writer = MetricWriter(workdir, enabled=primary, tensorboard=config.tensorboard)
-    ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint)
+    ckpts = Checkpoints(workdir, keep=config.keep_checkpoints, keep_best=config.keep_best_checkpoint,
+                        best_metric=task.best_metric)
     # From here on SIGTERM means: save at the next step boundary (the first, during setup).
     notice = distributed.PreemptionNotice().start()
     try:
-        return _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary,
+        return _run(config, workdir, ds, model, task, tx, schedule, durations, num_devices, primary,
                     writer, ckpts, notice)
     finally:
         notice.stop()
@@ -136,8 +138,8 @@ def train_and_evaluate(
         writer.close()
 
 
-def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, primary, writer,
-         ckpts, notice) -> dict[str, Any]:
+def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_devices, primary,
+         writer, ckpts, notice) -> dict[str, Any]:
     state = create_train_state(
         model, tx, jax.random.key(config.seed), config.image_size, use_ema=config.ema_decay > 0
     )
@@ -155,7 +157,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     # One copy of the state on each local device; pmap reads it with in_axes=None.
     state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))
 
-    task = build_task(config, model)  # the loss, the evaluation and the metric to keep the best by
+    evaluate = evaluator(task)
     # The evaluation history the plateau rule reads (a resumed run's, from its metrics).
     history = [(r["step"], r[task.best_metric]) for r in read_metrics(workdir, "eval")
                if r["step"] <= start and task.best_metric in r] if start else []
@@ -182,7 +184,8 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
         if config.plateau_cooldown_steps > 0:
             tx, schedule = build_optimizer(config, durations, cooldown_from=found[1])
     train_step = compile_step(tx, schedule)
-    batches = prefetch_to_device(ds.train_batches(start), config.prefetch, num_devices)
+    batches = prefetch_to_device((select(b, task.batch_keys, task) for b in ds.train_batches(start)),
+                                 config.prefetch, num_devices)
     bar = _progress(total, start, primary and config.progress_bar)
     pending: list[tuple[int, Any]] = []
     t0, steps_timed = time.perf_counter(), 0
@@ -212,12 +215,12 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     t0, steps_timed = time.perf_counter(), 0
                 pending = []
             if eval_now:
-                metrics_eval = task.evaluate(state, ds, num_devices, config.prefetch)
+                metrics_eval = evaluate(state, ds, num_devices, config.prefetch)
                 writer.write(step, "eval", metrics_eval)
                 log.info("step %d eval %s", step, json.dumps(metrics_eval))
                 result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
                 if metrics_eval and np.isfinite(metrics_eval[task.best_metric]):
-                    ckpts.save_best(state, metrics_eval[task.best_metric])
+                    ckpts.save_best(state, metrics_eval)
                     history.append((step, metrics_eval[task.best_metric]))
                 t0, steps_timed = time.perf_counter(), 0
                 first = found is None
@@ -236,6 +239,7 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
                     else:
                         ckpt_now = True
             if ckpt_now:
+                writer.flush()
                 last_ckpt = ckpts.save(state)
                 t0, steps_timed = time.perf_counter(), 0
             result["step"] = step
@@ -247,13 +251,14 @@ def _run(config, workdir, ds, model, tx, schedule, durations, num_devices, prima
     finally:
         bar.close()
     if start >= total:  # nothing left to train: report the finished run's evaluation
-        metrics_eval = task.evaluate(state, ds, num_devices, config.prefetch)
+        metrics_eval = evaluate(state, ds, num_devices, config.prefetch)
         result.update({f"eval_{k}": v for k, v in metrics_eval.items()})
     if config.test_split and not result["preempted"]:
         # The held-out split, once, on the final state (never used for a decision).
         layout = HostLayout(jax.process_index(), jax.process_count(), num_devices)
         test_ds = build_dataset(_with_eval_split(config, config.test_split), layout)
-        metrics_test = task.evaluate(state, test_ds, num_devices, config.prefetch)
+        metrics_test = evaluate(state, test_ds, num_devices, config.prefetch)
+        writer.flush()
         if start < total or not any(r["step"] == result["step"] for r in read_metrics(workdir, "test")):
             writer.write(result["step"], "test", metrics_test)
         result.update({f"test_{k}": v for k, v in metrics_test.items()})

@@ -21,6 +21,7 @@ class MetricWriter:
         workdir = paths.resolve(workdir, "--workdir")
         self.path = workdir / METRICS_FILE
         self.enabled = enabled
+        self._out = paths.TextAppender(self.path)
         self._tb = None
         if enabled:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -42,41 +43,53 @@ class MetricWriter:
             return
         record = {"step": int(step), "split": split}
         record.update({k: _plain(v) for k, v in metrics.items()})
-        paths.append_text(self.path, json.dumps(record) + "\n")
+        self._out.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in record.items():
                 if k not in ("step", "split") and isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.scalar(f"{split}/{k}", float(v), int(step))
             self._tb.flush()
 
+    def flush(self) -> None:
+        """Makes every record written so far readable. In a bucket records are buffered (see
+        paths.TextAppender): the trainer flushes at each checkpoint, so the file holds every
+        record up to the checkpoint a resumed run starts from, and before it reads the file."""
+        if self.enabled:
+            self._out.flush()
+
     def truncate_after(self, step: int) -> None:
         """Drops records past `step` (written after the checkpoint a resumed run starts
         from), so the file reads as one uninterrupted run."""
-        if not self.enabled or not self.path.exists():
+        if not self.enabled:
+            return
+        self._out.flush()
+        if not self.path.exists():
             return
         records = read_metrics(self.path.parent)
         self.path.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
+        self._out.forget()
 
     def close(self) -> None:
+        self.flush()
         if self._tb is not None:
             self._tb.close()
 
 
 class _TfEventWriter:
-    """TensorBoard event files through TensorFlow's own summary ops (no `tensorboard`
-    package needed); TensorFlow is imported only here, only when events are wanted."""
+    """TensorBoard event files through TensorFlow's public `tf.summary.write` (TensorFlow's
+    core op: no `tensorboard` package needed, which `tf.summary.scalar` and flax's
+    SummaryWriter are); TensorFlow is imported only here, only when events are wanted."""
 
     def __init__(self, logdir: str):
         import tensorflow as tf
-        from tensorflow.python.ops import summary_ops_v2
 
         tf.config.set_visible_devices([], "GPU")
-        self._tf, self._ops = tf, summary_ops_v2
-        self._writer = summary_ops_v2.create_file_writer_v2(logdir)
+        self._tf = tf
+        self._writer = tf.summary.create_file_writer(logdir)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         with self._writer.as_default():
-            self._ops.write(tag, self._tf.constant(value, self._tf.float32), step=step)
+            self._tf.summary.write(tag, self._tf.constant(value, self._tf.float32), step=step)
 
     def flush(self) -> None:
         self._writer.flush()

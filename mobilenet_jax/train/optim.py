@@ -181,14 +181,3 @@ def build_optimizer(
         raise ValueError(f"unknown optimizer {config.optimizer!r}")
     return optax.chain(*parts), schedule
 
-
-def smoothed_cross_entropy(
-    logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
-) -> jax.Array:
-    """Per-example softmax cross-entropy (float32) against labels smoothed as in
-    Inception-v3 Sec. 7: (1 - e) * onehot + e / K."""
-    logits = logits.astype(jnp.float32)
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
-    if label_smoothing > 0:
-        onehot = optax.smooth_labels(onehot, label_smoothing)
-    return optax.softmax_cross_entropy(logits, onehot)

@@ -1,13 +1,14 @@
-"""Per-device train and eval steps, written against the axis name "batch" and compiled
-with `jax.pmap` (flax examples/imagenet style): the state goes in and comes out
-unreplicated (in_axes=None / out_axes=None), batches are mapped over their leading
-(local device) axis. Cross-replica BatchNorm comes from the model (bn_axis_name="batch");
-gradients and metrics are averaged with `lax.pmean`; dropout RNG is folded with the step
-and the device index. Pure functions: nothing but the arguments determines the result.
+"""The per-device train step, task-blind, written against the device axis `AXIS` ("batch")
+and compiled with `jax.pmap` (flax examples/imagenet style): the state goes in and comes out
+unreplicated (in_axes=None / out_axes=None), batches are mapped over their leading (local
+device) axis. The task supplies the loss (`mobilenet_jax.tasks`); cross-replica BatchNorm
+comes from the model (bn_axis_name=AXIS); gradients and metrics are averaged with
+`lax.pmean`; dropout RNG is folded with the step and the device index. Pure functions: nothing
+but the arguments determines the result.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -15,23 +16,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from mobilenet_jax.train.optim import smoothed_cross_entropy
+from mobilenet_jax.data.pipeline import AXIS
+from mobilenet_jax.tasks import LossFn, Metrics
 from mobilenet_jax.train.state import TrainState
-
-AXIS = "batch"
-Metrics = dict[str, jax.Array]
-#: A task's per-device training loss: (model outputs, batch) -> (loss, metrics to average).
-LossFn = Callable[[Any, dict], tuple[jax.Array, Metrics]]
-
-
-def classification_loss(label_smoothing: float = 0.0) -> LossFn:
-    """Mean (smoothed) cross-entropy of logits against batch["label"], and top-1 accuracy."""
-
-    def loss_fn(logits: jax.Array, batch: dict) -> tuple[jax.Array, Metrics]:
-        loss = jnp.mean(smoothed_cross_entropy(logits, batch["label"], label_smoothing))
-        return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
-
-    return loss_fn
 
 
 def ema_decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
@@ -47,16 +34,15 @@ def make_train_step(
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     *,
-    label_smoothing: float = 0.0,
+    loss_fn: LossFn,
     ema_decay: float = 0.0,
     ema_warmup: bool = True,
     dropout_seed: int = 0,
-    loss_fn: Optional[LossFn] = None,
 ) -> Callable[[TrainState, dict], tuple[TrainState, Metrics]]:
     """The per-device training step `(state, batch) -> (state, metrics)`; call it under
-    `pmap_train_step` (it uses the "batch" axis). `loss_fn` is the task's loss (default:
-    classification with `label_smoothing`)."""
-    task_loss = classification_loss(label_smoothing) if loss_fn is None else loss_fn
+    `pmap_train_step` (it uses the `AXIS` axis). `loss_fn` is the task's loss (`Task.loss_fn()`);
+    the metrics are its metrics and "loss", averaged over the devices, plus "grad_norm" and
+    "learning_rate"."""
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(dropout_seed), state.step),
@@ -67,7 +53,7 @@ def make_train_step(
                 {"params": params, "batch_stats": state.batch_stats}, batch["image"],
                 train=True, mutable=["batch_stats"], rngs={"dropout": rng},
             )
-            loss, task_metrics = task_loss(outputs, batch)
+            loss, task_metrics = loss_fn(outputs, batch)
             return loss, (task_metrics, new_vars["batch_stats"])
 
         (loss, (task_metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -92,36 +78,8 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(model: nn.Module) -> Callable[[TrainState, dict], Metrics]:
-    """The per-device eval step: sums (psum) of loss, top-1/top-5 hits and real examples
-    over the masked batch; divide by "count" for exact means over the split."""
-
-    def eval_step(state: TrainState, batch: dict) -> Metrics:
-        logits = model.apply(
-            {"params": state.eval_params, "batch_stats": state.batch_stats}, batch["image"],
-            train=False,
-        ).astype(jnp.float32)
-        mask = batch["mask"].astype(jnp.float32)
-        labels = batch["label"]
-        loss = smoothed_cross_entropy(logits, labels)
-        top5 = lax.top_k(logits, min(5, logits.shape[-1]))[1]
-        sums = {
-            "loss": jnp.sum(loss * mask),
-            "correct": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-            "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
-            "count": jnp.sum(mask),
-        }
-        return lax.psum(sums, AXIS)
-
-    return eval_step
-
-
 def pmap_train_step(train_step: Callable) -> Callable:
     """`jax.pmap` of a per-device train step: state broadcast in and returned once
     (identical on all devices after pmean), batch mapped over local devices."""
     return jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None),
                     donate_argnums=(0,))
-
-
-def pmap_eval_step(eval_step: Callable) -> Callable:
-    return jax.pmap(eval_step, axis_name=AXIS, in_axes=(None, 0), out_axes=None)

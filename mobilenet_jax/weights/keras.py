@@ -36,6 +36,7 @@ import zipfile
 from typing import Any, Literal, Optional, Sequence, Union
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -511,17 +512,6 @@ def _expected_tree(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {"/".join(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
 
 
-def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for path, value in flat.items():
-        *parents, leaf = path.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
-
-
 def _family(model: nn.Module) -> str:
     for cls, name in ((MobileNetV1, "mobilenet_v1"), (MobileNetV2, "mobilenet_v2"),
                       (MobileNetV3Large, "mobilenet_v3_large"),
@@ -621,5 +611,5 @@ def convert_keras(source: Any, model: nn.Module) -> dict[str, Any]:
             first=problems[0], missing=missing, unexpected=unexpected,
             mismatched=mismatched, uncovered=uncovered,
         )
-    variables = _unflatten(flat)
+    variables = traverse_util.unflatten_dict(flat, sep="/")
     return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}

@@ -11,7 +11,7 @@ is one named call; other nested jaxprs are walked into).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Union
 
 import flax.linen as nn
 import jax
@@ -30,9 +30,18 @@ class ModelSize:
     madds: int
 
 
-def abstract_variables(model: nn.Module, resolution: int) -> Any:
+#: An input side (a square image) or (height, width).
+Resolution = Union[int, tuple[int, int]]
+
+
+def _image(resolution: Resolution) -> jax.ShapeDtypeStruct:
+    height, width = (resolution, resolution) if isinstance(resolution, (int, np.integer)) else resolution
+    return jax.ShapeDtypeStruct((1, int(height), int(width), 3), jnp.float32)
+
+
+def abstract_variables(model: nn.Module, resolution: Resolution) -> Any:
     """The model's variables as shapes only (no memory, no compilation)."""
-    x = jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32)
+    x = _image(resolution)
     return jax.eval_shape(lambda x: model.init({"params": jax.random.key(0)}, x, train=False), x)
 
 
@@ -40,20 +49,20 @@ def count_leaves(tree: Any) -> int:
     return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(tree)))
 
 
-def count_params(model: nn.Module, resolution: int) -> int:
+def count_params(model: nn.Module, resolution: Resolution) -> int:
     """Trainable parameters: kernels, biases, BatchNorm scale and offset."""
     return count_leaves(abstract_variables(model, resolution)["params"])
 
 
-def count_madds(model: nn.Module, resolution: int) -> int:
-    """Multiply-adds of one forward pass (inference mode) of one `resolution`^2 image."""
+def count_madds(model: nn.Module, resolution: Resolution) -> int:
+    """Multiply-adds of one forward pass (inference mode) of one image of `resolution`."""
     variables = abstract_variables(model, resolution)
-    x = jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32)
+    x = _image(resolution)
     jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, x)
     return jaxpr_madds(jaxpr.jaxpr)
 
 
-def model_size(model: nn.Module, resolution: Optional[int] = None) -> ModelSize:
+def model_size(model: nn.Module, resolution: Optional[Resolution] = None) -> ModelSize:
     resolution = resolution or model.default_resolution
     variables = abstract_variables(model, resolution)
     return ModelSize(

@@ -1,30 +1,33 @@
-"""Detection as a task of the one trainer: the per-device loss, the eval step and the COCO
-reduction, written against the trainer's axis name like the classification steps.
+"""Detection (SSDLite, MobileNetV2 Sec. 6.2): the SSD loss, fixed-size NMS on the devices and
+COCO AP / AP50 / AP75 / per-size AP / AR@100 from pycocotools on the host; the best checkpoint
+by AP.
 
 Batch layout (per device): {"image": [n, S, S, 3], "boxes": [n, M, 4], "labels": [n, M],
-"box_mask": [n, M]} (see `layout`), plus "mask" [n] on evaluation batches (padded images) and,
-where the data set has crowd annotations, "is_crowd" [n, M] (COCO's ignore regions).
-The loss is the SSD loss normalised by the number of matched anchors of the *global* batch
-(`lax.psum`), so a data-parallel step equals a single-device step on the same batch.
+"box_mask": [n, M]} (see `data.detection_layout`), plus "mask" [n] on evaluation batches (padded
+images) and, where the data set has crowd annotations, "is_crowd" [n, M] (COCO's ignore
+regions, read on the host). The loss is the SSD loss normalised by the number of matched
+anchors of the *global* batch (`lax.psum`), so a data-parallel step equals a single-device
+step on the same batch.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable
+from typing import Any, ClassVar, Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from mobilenet_jax.data.pipeline import AXIS, Batch
 from mobilenet_jax.detection.coco_eval import CocoEvaluator
 from mobilenet_jax.detection.loss import ssd_loss
 from mobilenet_jax.detection.nms import postprocess
 from mobilenet_jax.detection.ssdlite import SSDLite, model_anchors
+from mobilenet_jax.tasks import EvalStep, LossFn, register_task
 
-AXIS = "batch"
 
-
+@register_task("detection")
 @dataclasses.dataclass(frozen=True)
 class DetectionTask:
     """SSD training and COCO evaluation of `model` at `image_size`."""
@@ -35,15 +38,22 @@ class DetectionTask:
     iou_threshold: float = 0.6
     max_detections: int = 100
 
+    best_metric: ClassVar[str] = "AP"
+    batch_keys: ClassVar[tuple[str, ...]] = ("image", "boxes", "labels", "box_mask")
+
+    @classmethod
+    def from_config(cls, config, model: SSDLite) -> DetectionTask:
+        return cls(model, config.image_size)
+
     @property
     def anchors(self) -> np.ndarray:
         return model_anchors(self.model, self.image_size)
 
-    def loss_fn(self) -> Callable[[Any, dict], tuple[jax.Array, dict]]:
+    def loss_fn(self) -> LossFn:
         """(model outputs, batch) -> (per-device loss, metrics to average); inside pmap."""
         anchors = jnp.asarray(self.anchors)
 
-        def loss(outputs: dict, batch: dict):
+        def loss(outputs: dict, batch: Batch):
             terms = ssd_loss(outputs["box_codes"], outputs["class_logits"], anchors,
                              batch["boxes"], batch["labels"], batch["box_mask"])
             devices = lax.psum(1, AXIS)
@@ -55,11 +65,12 @@ class DetectionTask:
 
         return loss
 
-    def eval_step(self) -> Callable:
-        """Per-device `(variables, batch) -> detections` (fixed size, for the host to score)."""
+    def eval_step(self) -> EvalStep:
+        """`(variables, batch) -> detections` of fixed size, for the host to score; it reads only
+        batch["image"] (also usable un-pmapped, e.g. `jax.jit` on a batch of images)."""
         anchors = jnp.asarray(self.anchors)
 
-        def step(variables: dict, batch: dict):
+        def step(variables: dict, batch: Batch):
             out = self.model.apply(variables, batch["image"], train=False)
             det = postprocess(out["box_codes"], out["class_logits"], anchors,
                               score_threshold=self.score_threshold, iou_threshold=self.iou_threshold,
@@ -68,12 +79,12 @@ class DetectionTask:
 
         return step
 
-    def evaluate(self, predict: Callable[[dict], dict], batches: Iterable[dict]) -> dict[str, float]:
-        """COCO metrics over `batches` ([devices, n, ...] or [n, ...] host arrays); `predict`
-        maps a batch to detections of the same leading shape (e.g. a pmapped `eval_step`)."""
+    def reduce(self, outputs: Iterable[tuple[Batch, Any]]) -> dict[str, float]:
+        """COCO metrics over the (host batch, detections) pairs; each batch is [devices, n, ...]
+        or [n, ...] and its detections have the same leading shape."""
         evaluator = CocoEvaluator(self.image_size, self.model.num_classes)
-        for batch in batches:
-            det = jax.device_get(predict(batch))
+        for batch, det in outputs:
+            det = jax.device_get(det)
             lead = np.ndim(batch["boxes"]) - 2  # [devices, n, M, 4] or [n, M, 4]
 
             def flat(x):
