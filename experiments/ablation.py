@@ -159,6 +159,9 @@ def verdict(groups: Mapping[str, runs.GroupStats], claims: Sequence[stats.Claim]
         budget = "plateau" if c.metric == "final" and a.all_plateaued and b.all_plateaued else "fixed budget"
         verdicts.append(stats.decide(a.by_seed(c.metric), b.by_seed(c.metric), c, budget))
     verdicts = stats.with_holm(verdicts)
+    if not verdicts:  # a sweep still under way: no claim has both of its variants yet
+        missing = sorted({g for c in claims for g in (c.better, c.worse)} - set(groups))
+        return f"no claim scored yet: no finished run of {', '.join(missing)}", verdicts
     return stats.headline(verdicts), verdicts
 
 

@@ -223,3 +223,10 @@ def test_segmentation_heads_smoke_reports_miou_sizes_and_masks(tmp_path):
     assert f"| {(small.params - small.batch_stats) / 1e6:.3f}M | {small.madds / 1e9:.2f}B |" in sizes
     assert "points below mean IoU's ceiling" in text and "binomial" not in text.split("## Final mean IoU")[1]
     assert [v["outcome"] for v in runs.read_json(out / "verdicts.json")] == ["inconclusive"]
+
+
+def test_a_sweep_with_one_variant_finished_says_which_are_missing():
+    f = np.array([0.8])
+    groups = {"a": runs.GroupStats("a", np.array([1]), f, f, f, f, (0,), f, (100,))}
+    head, verdicts = ablation.verdict(groups, [stats.Claim("a", "b"), stats.Claim("a", "c")])
+    assert verdicts == [] and head == "no claim scored yet: no finished run of b, c"
