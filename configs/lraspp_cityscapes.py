@@ -12,9 +12,9 @@ D/downloads/manual, then
 Training crops of 768x768 from frames scaled by [0.5, 2] and flipped; evaluation on the full
 1024x2048 frames (the benchmark's protocol). The V3 text gives no segmentation recipe: this is
 the DeepLab-style one (SGD with momentum 0.9, weight decay 4e-5, batch 16, ~93k steps), with a
-cosine decay where DeepLab uses its polynomial one. V2's Mobile DeepLabv3:
---config.model=deeplabv3 --config.model_kwargs.backbone=mobilenet_v2
---config.model_kwargs.aspp=reduced.
+cosine decay where DeepLab uses its polynomial one. V2's Mobile DeepLabv3: --config.model=deeplabv3
+'--config.model_kwargs={"backbone": "mobilenet_v2", "aspp": "reduced", "head_conv": False,
+"last_conv": False}'.
 """
 from mobilenet_jax.train.config import default_config
 
@@ -22,7 +22,7 @@ from mobilenet_jax.train.config import default_config
 def get_config():
     c = default_config()
     c.model = "lraspp"
-    c.model_kwargs = dict(backbone="mobilenet_v3_large", width=1.0)
+    c.model_kwargs = dict(backbone="mobilenet_v3_large", width=1.0, output_stride=16, reduced_tail=True)
     c.dataset = "cityscapes/semantic_segmentation"
     c.image_size = 768  # the training crop
     c.batch_size = 16
