@@ -112,9 +112,7 @@ class CocoDetectionDataset(TfdsReader):
     def train_batches(self, start_step: int) -> Iterator[Batch]:
         tf = import_tf()
         local_batch = self._layout.local_size(self._batch)
-        ds = self._read(self._train_part, shuffle_files=True).repeat()
-        ds = ds.shuffle(self._shuffle_buffer, seed=self._seed).enumerate().skip(start_step * local_batch)
-        base = self._seed * 1_000_003 + self._layout.process_index
+        ds, base = self._train_examples(start_step)
 
         def fn(i, ex):
             seed = tf.stack([tf.constant(base, tf.int64), i])

@@ -144,6 +144,15 @@ class TfdsReader:
     def steps_per_epoch(self) -> int:
         return self.info.num_train // self._batch
 
+    def _train_examples(self, start_step: int):
+        """(index, example) pairs of this process's training share, shuffled and repeated, from
+        the first example of `start_step` on (a resumed run reads on where it stopped), and the
+        base of this process's per-example augmentation seeds (base, index)."""
+        ds = self._read(self._train_part, shuffle_files=True).repeat()
+        skip = start_step * self._layout.local_size(self._batch)
+        return (ds.shuffle(self._shuffle_buffer, seed=self._seed).enumerate().skip(skip),
+                self._seed * 1_000_003 + self._layout.process_index)
+
     def _decoders(self):
         """tfds decoders for `as_dataset` (None: decode every feature)."""
         return None
