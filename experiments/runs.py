@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mobilenet_jax import paths
-from mobilenet_jax.errors import UserError
+from mobilenet_jax.errors import Preempted, UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = REPO_ROOT / "results"
@@ -293,7 +293,8 @@ def run_sweep(
 
     ``workdir`` is ``exp_dir/runs/<run_id>``; the run's ``metric`` curve is read from its metrics.
     ``final.json`` (config, run_fn's summary, the curve, wall time) is written only after ``run_fn``
-    returns, so an interrupted run is started again (the trainer may resume it from its checkpoints).
+    returns unpreempted, so an interrupted run is started again (the trainer resumes it from its
+    checkpoints); a summary with ``preempted`` (SIGTERM) raises ``Preempted`` and the sweep stops.
     ``rerun=True`` ignores finished runs and overwrites them. With ``share_root`` (the results root),
     a run that another experiment already finished with the same relevant settings (the same
     network, data, recipe and seed) is copied from it instead of trained again; its final.json
@@ -328,6 +329,9 @@ def run_sweep(
         wall_s = time.perf_counter() - start
         if not isinstance(summary, Mapping):
             raise TypeError(f"run_fn must return a dict of final metrics, got {type(summary).__name__} for {spec.run_id}")
+        if summary.get("preempted"):  # checkpointed, not finished: no final.json, and the sweep stops here
+            raise Preempted(f"run {spec.run_id} was preempted (SIGTERM) at step {summary.get('step')}: its checkpoint "
+                            f"is in {workdir}; run the same command again to resume it and the rest of the sweep")
         curve = read_curve(workdir, metric)
         if curve.steps.size == 0:
             raise ValueError(f"run {spec.run_id}: run_fn logged no {metric!r} in {workdir}")

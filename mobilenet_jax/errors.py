@@ -20,3 +20,10 @@ class UsageError(UserError):
     """A command line that does not parse (unknown flag, malformed value)."""
 
     exit_status = 2
+
+
+class Preempted(UserError):
+    """A run stopped by SIGTERM at a checkpointed step boundary: nothing is lost, run the same
+    command again to resume. Exit status 143, the shell's status of a SIGTERM'd process."""
+
+    exit_status = 128 + 15

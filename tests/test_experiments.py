@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import plots, relu_manifold, report, reports, runs, stats
+from mobilenet_jax import cli
+from mobilenet_jax.errors import Preempted
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -146,6 +148,25 @@ def test_interrupted_run_without_final_json_is_run_again(tmp_path):
     (workdir / "metrics.jsonl").write_text('{"step": 10, "split": "eval", "accuracy": 0.1}\n')  # crashed mid-run
     runs.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
     assert len(calls) == 1
+
+
+def test_preempted_run_is_not_finished_and_stops_the_sweep(tmp_path):
+    """A SIGTERM'd trainer returns at a checkpoint with preempted=True: that run has no final.json
+    (the next sweep resumes it), the runs after it do not start, and the command exits 143."""
+    calls: list = []
+    fake, preempt = _fake_run_fn(calls), [True]
+
+    def run_fn(config, workdir):
+        return {**fake(config, workdir), "preempted": preempt.pop() if preempt else False}
+
+    specs = runs.with_seeds({"a": {"quality": 0.8}}, seeds=[0, 1])
+    with pytest.raises(Preempted, match=r"run a-s0 was preempted \(SIGTERM\) at step 50"):
+        runs.run_sweep(specs, run_fn, tmp_path, log=lambda _: None)
+    assert len(calls) == 1 and not (tmp_path / "runs" / "a-s0" / "final.json").exists()
+    resumed = runs.run_sweep(specs, run_fn, tmp_path, log=lambda _: None)
+    assert len(calls) == 3 and [r.resumed for r in resumed] == [False, False]
+    preempt.append(True)
+    assert cli.run(lambda argv: runs.run_sweep(specs, run_fn, tmp_path / "b", log=lambda _: None), []) == 143
 
 
 def test_aggregate_mean_spread_and_comparison(tmp_path):

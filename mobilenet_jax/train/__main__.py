@@ -21,10 +21,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from mobilenet_jax import cli
-from mobilenet_jax.errors import UsageError, UserError
+from mobilenet_jax.errors import Preempted, UsageError, UserError
 from mobilenet_jax.train.config import ConfigError
 
-PREEMPTED_EXIT_STATUS = 128 + 15  # the shell's status of a SIGTERM'd process: not finished
+PREEMPTED_EXIT_STATUS = Preempted.exit_status  # the shell's status of a SIGTERM'd process: not finished
 
 
 _PROG = "python -m mobilenet_jax.train"
