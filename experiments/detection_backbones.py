@@ -74,17 +74,18 @@ def sizes_and_predictions(groups: Mapping[str, runs.GroupStats], configs: Mappin
             "it against a formula built on Keras's MobileNetV2); at 90 classes it is 4.45M. V1 counts 5.21M and "
             "1.32B at 90 classes, 5.06M and 1.31B at 80: the paper's 5.1M fits 80 classes, like V2's row. The AP "
             "columns are this run's final COCO AP@[.5:.95] and AP50 on the embedded set, not COCO.")
-    figures, missing = [], []
+    figures, stale = [], False
     path = exp_dir / "predictions.png"
     try:
         drew = _plot_predictions(path, configs, exp_dir, groups)
-    except _NoCheckpoint as e:
-        drew, missing = False, [str(e)]
+    except _NoCheckpoint:  # the run that trained drew it; its checkpoints are not committed
+        drew, stale = False, True
     if drew or path.exists():
         caption = ("Ground truth (green) and each backbone's three highest-scoring detections (red, class:score) on "
                    "the same eval images, seed 0's final checkpoint.")
-        if missing:
-            caption += f" (Not redrawn by this invocation: {missing[0]}; the figure is from the run that trained.)"
+        if stale:
+            caption += (" (Not redrawn by this invocation: seed 0's checkpoints are not committed; the figure is from "
+                        "the run that trained.)")
         figures.append((caption, "predictions.png"))
     return figures, [("Table 6 columns", table + "\n\n" + note)]
 

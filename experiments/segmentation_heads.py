@@ -65,16 +65,17 @@ def sizes_and_predictions(groups: Mapping[str, runs.GroupStats], configs: Mappin
     note = ("Sizes at width 1.0 with Cityscapes' 19 classes at its 1024x2048 evaluation size, without BatchNorm's "
             "moving statistics; the runs here are width 0.35 at 64x64 on the embedded set. " + _NO_TABLE + ", so no "
             "paper count stands beside them; torchvision's builders are counted in tests/test_segmentation_models.py.")
-    figures, missing = [], []
+    figures, stale = [], False
     path = exp_dir / "predictions.png"
     try:
         drew = _plot_predictions(path, configs, exp_dir, groups)
-    except FileNotFoundError as e:
-        drew, missing = False, [str(e)]
+    except FileNotFoundError:  # the run that trained drew it; its checkpoints are not committed
+        drew, stale = False, True
     if drew or path.exists():
         caption = "Image, ground truth and each network's predicted mask on the same eval images, seed 0's final state."
-        if missing:
-            caption += f" (Not redrawn by this invocation: {missing[0]}; the figure is from the run that trained.)"
+        if stale:
+            caption += (" (Not redrawn by this invocation: seed 0's checkpoints are not committed; the figure is from "
+                        "the run that trained.)")
         figures.append((caption, "predictions.png"))
     return figures, [("Sizes", table + "\n\n" + note)]
 
