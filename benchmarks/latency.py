@@ -10,7 +10,8 @@ images: `mobilenet_jax.export.fresh`), exported as the papers ran it (float32, a
 for Table 4's quantized column) with `mobilenet_jax.export`, and timed by LiteRT's
 Interpreter with XNNPACK and num_threads=1 in a process pinned to one core
 (`os.sched_setaffinity`, where the OS has it): warm-up runs, then `--runs` invocations per
-session; median and p90 in ms. Absolute milliseconds on an x86 core are not a Pixel's, so the
+session; median and p90 in ms. `--formats onnx onnx_int8` adds the same files converted to
+ONNX and timed by onnxruntime on one thread (the runtime of most non-Android deployments). Absolute milliseconds on an x86 core are not a Pixel's, so the
 table sets each group's ratios to its reference network beside the papers' ratios, with the
 multiply-adds beside them. JSON under benchmarks/results/ with the machine, versions and
 command. Table 5's "no-opt h-swish" column is timed by building h-swish from separate ops
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -87,6 +89,9 @@ TIMED: tuple[Timed, ...] = (
        num_classes=90, reduced_tail=True),
 )
 GROUPS = tuple(dict.fromkeys(t.group for t in TIMED))
+#: The deployment files timed: float32 and full-int8 TFLite (LiteRT, XNNPACK) and their ONNX
+#: conversions (onnxruntime), all single-thread.
+TIMED_FORMATS = ("float32", "int8", "onnx", "onnx_int8")
 #: What runs by default: V3 Table 3's orderings (Large vs Small vs V2), short enough here.
 DEFAULT_GROUPS = ("v3_table3",)
 
@@ -115,13 +120,13 @@ def hard_swish_as_separate_ops(active: bool) -> Iterator[None]:
 
 def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], runs: int, warmup: int,
             sessions: int, representative_count: int) -> dict[str, Any]:
-    """Exports one network and times each format: {"madds", "float32": {...}, "int8": {...}}."""
+    """Exports one network and times each format: {"madds", "float32": {...}, "int8": {...}, ...}."""
     from mobilenet_jax import export as ex
-    from mobilenet_jax.latency import tflite_latency
+    from mobilenet_jax.latency import file_latency
     from mobilenet_jax.sizes import model_size
 
     size = image_size or timed.resolution
-    with hard_swish_as_separate_ops(timed.separate_hswish):
+    with hard_swish_as_separate_ops(timed.separate_hswish), tempfile.TemporaryDirectory() as tmp:
         exportable = ex.fresh(timed.model, image_size=size, **timed.fields)
         madds = model_size(exportable.model, size).madds
         representative = ex.representative_images(exportable.config, max(representative_count, 1), size)
@@ -130,9 +135,15 @@ def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], 
                                "paper_ms": timed.paper_ms, "reference": timed.reference,
                                "separate_hswish": timed.separate_hswish}
         for fmt in formats:
-            flatbuffer = ex.convert_tflite(exportable, fmt, representative if fmt == "int8" else None)
-            row[fmt] = {**tflite_latency(flatbuffer, runs=runs, warmup=warmup, sessions=sessions),
-                        "bytes": len(flatbuffer), "ops": ex.op_histogram(flatbuffer)}
+            spec = ex.FORMATS[fmt]
+            path = Path(tmp) / spec.file_name
+            try:
+                spec.write(exportable, path, representative if spec.calibrated else None)
+            except ex.ExportError as e:  # a format that cannot express this network: a gap in the table
+                row[fmt] = {"unavailable": str(e)}
+                continue
+            row[fmt] = {**file_latency(path, runs=runs, warmup=warmup, sessions=sessions),
+                        "bytes": path.stat().st_size, "ops": spec.ops(path)}
     return row
 
 
@@ -143,7 +154,8 @@ def add_ratios(rows: list[dict], formats: Sequence[str]) -> None:
         if ref is None:
             continue
         for fmt in formats:
-            row[fmt]["ratio"] = row[fmt]["median_ms"] / ref[fmt]["median_ms"]
+            if "median_ms" in row[fmt] and "median_ms" in ref[fmt]:
+                row[fmt]["ratio"] = row[fmt]["median_ms"] / ref[fmt]["median_ms"]
         row["paper_ratio"] = (row["paper_ms"] / ref["paper_ms"]) if row["paper_ms"] and ref["paper_ms"] else None
         row["madds_ratio"] = row["madds"] / ref["madds"]
 
@@ -158,7 +170,7 @@ def format_table(rows: list[dict], formats: Sequence[str]) -> str:
 
         lines.append([
             r["group"], r["label"], str(r["resolution"]), f"{r['madds'] / 1e6:,.1f}M",
-            *[f"{r[f]['median_ms']:.2f} ({r[f]['p90_ms']:.2f})" for f in formats],
+            *[f"{r[f]['median_ms']:.2f} ({r[f]['p90_ms']:.2f})" if "median_ms" in r[f] else "-" for f in formats],
             *[num(r[f].get("ratio"), ".2f") for f in formats],
             num(r["paper_ms"], "g"), num(r.get("paper_ratio"), ".2f"), num(r.get("madds_ratio"), ".2f"),
         ])
@@ -183,6 +195,7 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "tensorflow": tf.__version__, "ai_edge_litert": version("ai-edge-litert"),
+            "onnxruntime": version("onnxruntime"),
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
@@ -192,7 +205,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help=f"any of {list(GROUPS)}, or all (default: {' '.join(DEFAULT_GROUPS)})")
     parser.add_argument("--image-size", type=int, default=None,
                         help="override every network's resolution (default: the paper's, 224 / SSDLite 320)")
-    parser.add_argument("--formats", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
+    parser.add_argument("--formats", nargs="+", default=["float32", "int8"], choices=TIMED_FORMATS,
+                        help="TFLite through LiteRT (the papers' runtime) and ONNX through onnxruntime "
+                             "(default: %(default)s)")
     parser.add_argument("--runs", type=int, default=50, help="timed invocations per session")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=1, help="repeated timing sessions (samples for statistics)")

@@ -44,7 +44,7 @@ def _claim_rows(name: str, link: str, verdicts_path: Path) -> list[list[str]]:
         quantity = v.get("quantity", "accuracy")
         metric = v["metric"] if quantity == "accuracy" else f"{v['metric']} ({quantity})"
         claim = v["claim"] + (f" ± {v['margin']:g}" if v.get("margin") else "")
-        rows.append([link, claim, metric, interval.fmt(), str(v["n"]), v.get("budget", "fixed budget"), v["paper_gap"],
+        rows.append([link, claim, metric, interval.fmt(), str(v["n"]), v.get("budget", "fixed budget") or "–", v["paper_gap"],
                      f"**{v['outcome']}**", v.get("holm_outcome", "–"), v["size"]])
     return rows
 

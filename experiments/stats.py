@@ -137,6 +137,8 @@ class Claim:
     quantity: str = "accuracy"  # what the points are points of (e.g. "COCO AP" for a detector)
     relation: str = ">"
     margin: float | None = None  # "=" claims: the equivalence margin, in points
+    paired_by: str = "seed"  # what one paired sample is (a seed's runs; a timing session)
+    unit: str = ""  # what the gap's points are, where "pts of final <quantity>" would mislead
 
     def __post_init__(self) -> None:
         if self.metric not in ("final", "speed"):
@@ -171,7 +173,8 @@ class Verdict:
     (the 90% interval inside ±margin), **disagrees** when the 95% interval lies wholly outside ±margin,
     else inconclusive. ``holm_outcome``: the same decision at the Holm-adjusted p-value ``p_holm``
     (the experiment's claims as one family). ``size``: the interval against the paper's gap.
-    ``budget``: "plateau" when every run of both variants stopped at its plateau, else "fixed budget".
+    ``budget``: "plateau" when every run of both variants stopped at its plateau, else "fixed budget"
+    ("" where nothing was trained, e.g. a latency claim).
     """
 
     claim: Claim
@@ -185,10 +188,11 @@ class Verdict:
 
     def line(self) -> str:
         c = self.claim
-        unit = f"pts of final {c.quantity}" if c.metric == "final" else f"pts of mean {c.quantity} over the run"
+        unit = c.unit or (f"pts of final {c.quantity}" if c.metric == "final" else f"pts of mean {c.quantity} over the run")
         margin = f", margin ±{c.margin:g}" if c.relation == "=" else ""
-        text = (f"{c.name}: gap {self.gap.fmt()} {unit} (paired by seed, 95% t interval, n={self.gap.n}{margin}; "
-                f"{self.budget}) → **{self.outcome}**")
+        budget = f"; {self.budget}" if self.budget else ""
+        text = (f"{c.name}: gap {self.gap.fmt()} {unit} (paired by {c.paired_by}, 95% t interval, n={self.gap.n}"
+                f"{margin}{budget}) → **{self.outcome}**")
         if self.holm_outcome and self.holm_outcome != self.outcome:
             text += f" (Holm: {self.holm_outcome})"
         if c.paper_gap is not None:

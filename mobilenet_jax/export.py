@@ -16,6 +16,14 @@ Formats (`--formats`, default all):
   platform with its own depthwise form.
 - `saved_model`: a TensorFlow serving SavedModel (signature `serving_default`, weights as
   variables) for CPU and CUDA.
+- `onnx`, `onnx_int8`: ONNX (opset 17) of the float32 and the int8 TFLite graphs, through
+  tf2onnx's TFLite reader (tf2onnx cannot read a jax2tf SavedModel's XlaCallModule), run by
+  onnxruntime: the runtime most non-Android deployments use. int8 is QuantizeLinear /
+  DequantizeLinear around each op; the file's metadata keeps the TFLite signature (output
+  names, int8 scales and zero points).
+
+Each format is a `Format` record (file name, writer, loader, tolerance, op histogram) in one
+registry, `FORMATS`; a new one joins with `register_format`.
 
 The TFLite path is jax2tf (native serialization, with_gradient=False) -> a tf.function with a
 fixed input signature -> `tf.lite.TFLiteConverter.from_concrete_functions`. Three choices
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -53,17 +62,11 @@ from mobilenet_jax import cli
 from mobilenet_jax.errors import UsageError, UserError
 
 TFLITE_FORMATS = ("float32", "float16", "dynamic_range", "int8")
-FORMATS = (*TFLITE_FORMATS, "stablehlo", "saved_model")
-FILE_NAMES = {
-    "float32": "model_float32.tflite", "float16": "model_float16.tflite",
-    "dynamic_range": "model_dynamic_range.tflite", "int8": "model_int8.tflite",
-    "stablehlo": "model.stablehlo", "saved_model": "saved_model",
-}
 #: XLA platforms the StableHLO artifact and the SavedModel are lowered for.
 STABLEHLO_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 SAVED_MODEL_PLATFORMS = ("cpu", "cuda")
-#: Largest |TFLite - JAX| / (1 + max |JAX output|) a float file may show and still be written.
-FLOAT_TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "stablehlo": 1e-5, "saved_model": 1e-4}
+#: The ONNX opset of the `onnx` formats (onnxruntime 1.32 runs up to 23; 17 has every op used).
+ONNX_OPSET = 17
 
 
 class ExportError(UserError, ValueError):
@@ -85,6 +88,41 @@ class Exportable:
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.image_size, self.image_size, 3)
+
+
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One export format, the seam every format joins through (`register_format`): its file
+    name, how it is written from an Exportable (`write(exportable, path, representative)`;
+    the representative images are given when `calibrated`), how a written file is loaded
+    into a runner (images -> the model's named float outputs), the tolerance its outputs must
+    meet against JAX (largest |file - JAX| / (1 + max |JAX|); None for a quantized format,
+    judged by its top-1 agreement), its op histogram where it has one (raising on ops a
+    deployment runtime lacks), and whether it is a deployment file (`deployed`: scored by
+    `--score-split`, timed by benchmarks.latency)."""
+
+    name: str
+    file_name: str
+    write: Callable[[Exportable, Path, Optional[np.ndarray]], None]
+    load: Callable[[Path], Runner]
+    tolerance: Optional[float] = None
+    ops: Optional[Callable[[Path], dict[str, int]]] = None
+    calibrated: bool = False
+    deployed: bool = False
+
+
+#: name -> Format, in the order `--formats all` writes them.
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    if fmt.name in FORMATS:
+        raise ValueError(f"export format {fmt.name!r} is already registered")
+    FORMATS[fmt.name] = fmt
+    return fmt
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,25 +375,153 @@ def op_histogram(model: bytes | str | Path) -> dict[str, int]:
     return dict(collections.Counter(op["op_name"] for op in ops).most_common())
 
 
+def quantize(images: np.ndarray, dtype: Any, scale: float, zero: int) -> np.ndarray:
+    """Float images as an integer input tensor of the given scale and zero point."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(images / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(value: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    return ((np.asarray(value).astype(np.float32) - zero) * scale).astype(np.float32)
+
+
 def run_tflite(interpreter, images: np.ndarray) -> dict[str, np.ndarray]:
     """Named float outputs of the `serving_default` signature; int8 inputs and outputs are
     quantized and dequantized with the file's own scales."""
     runner = interpreter.get_signature_runner()
     (name, detail), = runner.get_input_details().items()
-    x = images
-    if detail["dtype"] != np.float32:
-        scale, zero = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        x = np.clip(np.round(images / scale + zero), info.min, info.max).astype(detail["dtype"])
+    x = images if detail["dtype"] == np.float32 else quantize(images, detail["dtype"], *detail["quantization"])
     outputs = runner(**{name: x})
     result = {}
     for key, value in outputs.items():
         out = runner.get_output_details()[key]
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            value = (value.astype(np.float32) - zero) * scale
-        result[key] = np.asarray(value, np.float32)
+        result[key] = (np.asarray(value, np.float32) if out["dtype"] == np.float32
+                       else dequantize(value, *out["quantization"]))
     return result
+
+
+def builtin_tflite_ops(path: Path) -> dict[str, int]:
+    """The op histogram of a .tflite file, which must hold TFLite builtin ops only."""
+    histogram = op_histogram(path)
+    flex = [op for op in histogram if op.startswith("Flex") or op == "CUSTOM"]
+    if flex:
+        raise RuntimeError(f"{path.name} has non-builtin ops {flex}")
+    return histogram
+
+
+def tflite_signature(flatbuffer: bytes) -> dict[str, Any]:
+    """The `serving_default` signature of a .tflite file as the tensors a converted graph keeps:
+    {"input": {name, key, dtype, scale, zero}, "outputs": [{name, key, dtype, scale, zero}, ...]}."""
+    interpreter = tflite_interpreter(flatbuffer, delegate=False)
+    signature = interpreter._get_full_signature_list()["serving_default"]
+    tensors = {d["index"]: d for d in interpreter.get_input_details() + interpreter.get_output_details()}
+
+    def tensor(key: str, index: int) -> dict[str, Any]:
+        d = tensors[index]
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "key": key, "dtype": np.dtype(d["dtype"]).name, "scale": float(scale),
+                "zero": int(zero)}
+
+    (key, index), = signature["inputs"].items()
+    return {"input": tensor(key, index), "outputs": [tensor(k, i) for k, i in sorted(signature["outputs"].items())]}
+
+
+#: The ONNX file's metadata key holding its `tflite_signature` (names, keys, quantization).
+ONNX_SIGNATURE_KEY = "mobilenet_jax.signature"
+
+
+def tflite_to_onnx(flatbuffer: bytes) -> bytes:
+    """The ONNX model (opset ONNX_OPSET) of a .tflite graph through tf2onnx's TFLite reader (a
+    jax2tf graph's XlaCallModule is not readable by tf2onnx; its TFLite graph is), with the
+    TFLite signature in the metadata (`ONNX_SIGNATURE_KEY`)."""
+    import onnx
+    import tf2onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tflite_path = Path(tmp) / "model.tflite"
+        tflite_path.write_bytes(flatbuffer)
+        proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=ONNX_OPSET)
+    unconverted = sorted({node.op_type[4:] for node in proto.graph.node if node.op_type.startswith("TFL_")})
+    if unconverted:  # tf2onnx leaves a TFLite op it has no ONNX form for as an unrunnable node
+        raise ExportError(f"tf2onnx {tf2onnx.__version__} has no ONNX form for the TFLite op(s) {unconverted} of this "
+                          "network; export it as TFLite instead")
+    onnx.helper.set_model_props(proto, {ONNX_SIGNATURE_KEY: json.dumps(tflite_signature(flatbuffer))})
+    return proto.SerializeToString()
+
+
+def write_onnx(exportable: Exportable, path: Path, representative: Optional[np.ndarray], source: str) -> None:
+    """ONNX of the TFLite graph of format `source`: float32, or int8 as QuantizeLinear /
+    DequantizeLinear pairs around each op."""
+    path.write_bytes(tflite_to_onnx(convert_tflite(exportable, source, representative)))
+
+
+def onnx_session(path: str | Path, num_threads: int = 1):
+    """An onnxruntime CPU session, `num_threads` intra-op threads, sequential execution."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_signature(session) -> dict[str, Any]:
+    return json.loads(session.get_modelmeta().custom_metadata_map[ONNX_SIGNATURE_KEY])
+
+
+def load_onnx(path: Path) -> Runner:
+    session = onnx_session(path)
+    signature = onnx_signature(session)
+    inp, outs = signature["input"], signature["outputs"]
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        x = images if inp["dtype"] == "float32" else quantize(images, np.dtype(inp["dtype"]), inp["scale"], inp["zero"])
+        values = session.run([o["name"] for o in outs], {inp["name"]: x.astype(np.dtype(inp["dtype"]))})
+        return {o["key"]: np.asarray(v, np.float32) if o["dtype"] == "float32" else dequantize(v, o["scale"], o["zero"])
+                for o, v in zip(outs, values)}
+
+    return run
+
+
+def onnx_ops(path: Path) -> dict[str, int]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    return dict(collections.Counter(node.op_type for node in graph.node).most_common())
+
+
+def load_stablehlo(path: Path) -> Runner:
+    exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    return lambda images: {k: np.asarray(v) for k, v in exported.call(jnp.asarray(images)).items()}
+
+
+def load_saved_model(path: Path) -> Runner:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    return lambda images: {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()}
+
+
+def _tflite_format(name: str, tolerance: Optional[float]) -> Format:
+    return Format(name, f"model_{name}.tflite",
+                  write=lambda e, path, rep: path.write_bytes(convert_tflite(e, name, rep)),
+                  load=lambda path: functools.partial(run_tflite, tflite_interpreter(path)),
+                  tolerance=tolerance, ops=builtin_tflite_ops, calibrated=name == "int8", deployed=True)
+
+
+register_format(_tflite_format("float32", 1e-3))
+register_format(_tflite_format("float16", 5e-2))
+register_format(_tflite_format("dynamic_range", None))
+register_format(_tflite_format("int8", None))
+register_format(Format("stablehlo", "model.stablehlo", lambda e, path, rep: path.write_bytes(stablehlo_bytes(e)),
+                       load_stablehlo, tolerance=1e-5))
+register_format(Format("saved_model", "saved_model", lambda e, path, rep: write_saved_model(e, path),
+                       load_saved_model, tolerance=1e-4))
+register_format(Format("onnx", "model.onnx", functools.partial(write_onnx, source="float32"), load_onnx,
+                       tolerance=1e-3, ops=onnx_ops, deployed=True))
+register_format(Format("onnx_int8", "model_int8.onnx", functools.partial(write_onnx, source="int8"), load_onnx,
+                       ops=onnx_ops, calibrated=True, deployed=True))
 
 
 def jax_outputs(exportable: Exportable, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -378,30 +544,18 @@ def agreement(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) 
 def verify(fmt: str, path: Path, exportable: Exportable, images: np.ndarray,
            reference: dict[str, np.ndarray]) -> dict[str, Any]:
     """Loads the file at `path`, runs it once on `images` and compares with JAX's outputs;
-    raises if a float format disagrees beyond FLOAT_TOLERANCE or any output is not finite."""
+    raises if a float format disagrees beyond its tolerance or any output is not finite."""
+    spec = FORMATS[fmt]
     info: dict[str, Any] = {}
-    if fmt in TFLITE_FORMATS:
-        histogram = op_histogram(path)
-        outputs = run_tflite(tflite_interpreter(path), images)
-        info["ops"] = histogram
-        flex = [op for op in histogram if op.startswith("Flex") or op == "CUSTOM"]
-        if flex:
-            raise RuntimeError(f"{fmt} file has non-builtin ops {flex}")
-    elif fmt == "stablehlo":
-        exported = jax.export.deserialize(bytearray(path.read_bytes()))
-        outputs = {k: np.asarray(v) for k, v in exported.call(jnp.asarray(images)).items()}
-    else:
-        import tensorflow as tf
-
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-        outputs = {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()}
+    if spec.ops is not None:
+        info["ops"] = spec.ops(path)
+    outputs = spec.load(path)(images)
     if not all(np.all(np.isfinite(v)) for v in outputs.values()):
         raise RuntimeError(f"{fmt} file {path} gives non-finite outputs")
     info.update(agreement(outputs, reference))
-    tolerance = FLOAT_TOLERANCE.get(fmt)
-    if tolerance is not None and info["relative_diff"] > tolerance:
+    if spec.tolerance is not None and info["relative_diff"] > spec.tolerance:
         raise RuntimeError(f"{fmt} file {path} disagrees with the JAX model: relative diff "
-                           f"{info['relative_diff']:.2e} > {tolerance:.0e}")
+                           f"{info['relative_diff']:.2e} > {spec.tolerance:.0e}")
     return info
 
 
@@ -416,10 +570,10 @@ def check_scorable(exportable: Exportable) -> None:
 
 def score_split(exportable: Exportable, files: dict[str, Path], split: str,
                 limit: int = -1) -> dict[str, Any]:
-    """Top-1 accuracy of the JAX model and of each TFLite file in `files` over the real images
-    of `split` of the config's data set (padding masked out; the first `limit` images when
-    limit > 0), and each file's top-1 agreement with the JAX model there: V3 Table 4's float
-    vs quantized accuracy, measured on the deployed files. Classifiers only."""
+    """Top-1 accuracy of the JAX model and of each deployment file in `files` ({format: path})
+    over the real images of `split` of the config's data set (padding masked out; the first
+    `limit` images when limit > 0), and each file's top-1 agreement with the JAX model there:
+    V3 Table 4's float vs quantized accuracy, measured on the deployed files. Classifiers only."""
     from mobilenet_jax.data import build_dataset, host_layout
 
     check_scorable(exportable)
@@ -427,7 +581,7 @@ def score_split(exportable: Exportable, files: dict[str, Path], split: str,
     config.eval_split, config.eval_batch_size, config.num_eval_steps = split, 64, -1
     config.image_size = exportable.image_size
     predict = jax.jit(predict_fn(exportable.model))
-    interpreters = {fmt: tflite_interpreter(path) for fmt, path in files.items()}
+    runners = {fmt: FORMATS[fmt].load(path) for fmt, path in files.items()}
     labels, predictions = [], collections.defaultdict(list)
     for batch in build_dataset(config, host_layout(1)).eval_batches():
         keep = np.asarray(batch["mask"]).reshape(-1).astype(bool)
@@ -437,7 +591,7 @@ def score_split(exportable: Exportable, files: dict[str, Path], split: str,
             chunk = images[start:start + exportable.batch]
             padded = np.resize(chunk, exportable.input_shape).astype(np.float32)
             outputs = {"jax": predict(exportable.variables, jnp.asarray(padded))["logits"]}
-            outputs.update({fmt: run_tflite(i, padded)["logits"] for fmt, i in interpreters.items()})
+            outputs.update({fmt: run(padded)["logits"] for fmt, run in runners.items()})
             for key, logits in outputs.items():
                 predictions[key].append(np.argmax(np.asarray(logits), -1)[:len(chunk)])
         if 0 < limit <= sum(map(len, labels)):
@@ -485,11 +639,11 @@ def _replace(temporary: Path, final: Path) -> None:
     os.replace(temporary, final)
 
 
-def export(exportable: Exportable, out: str, formats: Sequence[str] = FORMATS, representative_count: int = 200,
+def export(exportable: Exportable, out: str, formats: Sequence[str] = tuple(FORMATS), representative_count: int = 200,
            log: Callable[[str], None] = print, score: str = "", score_limit: int = -1) -> dict[str, Any]:
     """Writes `formats` of `exportable` into directory `out` (see the module doc); returns the
     manifest also written to `out/export.json`. `score`: a split of the config's data set on
-    which the TFLite files' top-1 accuracy is measured beside the JAX model's (`score_split`)."""
+    which the deployment files' top-1 accuracy is measured beside the JAX model's (`score_split`)."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown format(s) {unknown}; known formats: {list(FORMATS)} or 'all'")
@@ -497,7 +651,8 @@ def export(exportable: Exportable, out: str, formats: Sequence[str] = FORMATS, r
     if score:
         check_scorable(exportable)
     size = exportable.image_size
-    count = max(representative_count, exportable.batch) if "int8" in formats else exportable.batch
+    calibrated = any(FORMATS[f].calibrated for f in formats)
+    count = max(representative_count, exportable.batch) if calibrated else exportable.batch
     representative = representative_images(exportable.config, count, size)
     probe = representative[:exportable.batch]
     if len(probe) < exportable.batch:
@@ -506,28 +661,24 @@ def export(exportable: Exportable, out: str, formats: Sequence[str] = FORMATS, r
     manifest: dict[str, Any] = {
         "source": exportable.source, "model": exportable.name, "model_class": type(exportable.model).__name__,
         "input_shape": list(exportable.input_shape), "outputs": {k: list(v.shape) for k, v in reference.items()},
-        "representative_images": count if "int8" in formats else 0, "files": {},
+        "representative_images": count if calibrated else 0, "files": {},
     }
     directory = output_directory(out)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
     try:
         for fmt in formats:
-            temporary = staging / FILE_NAMES[fmt]
-            if fmt in TFLITE_FORMATS:
-                temporary.write_bytes(convert_tflite(exportable, fmt, representative if fmt == "int8" else None))
-            elif fmt == "stablehlo":
-                temporary.write_bytes(stablehlo_bytes(exportable))
-            else:
-                write_saved_model(exportable, temporary)
+            spec = FORMATS[fmt]
+            temporary = staging / spec.file_name
+            spec.write(exportable, temporary, representative if spec.calibrated else None)
             info = verify(fmt, temporary, exportable, probe, reference)
             info["bytes"] = _size(temporary)
-            final = directory / FILE_NAMES[fmt]
+            final = directory / spec.file_name
             _replace(temporary, final)
             manifest["files"][fmt] = {"path": str(final), **info}
             log(describe(fmt, final, info))
-        tflite = {f: Path(manifest["files"][f]["path"]) for f in formats if f in TFLITE_FORMATS}
-        if score and tflite:
-            scored = score_split(exportable, tflite, score, score_limit)
+        deployed = {f: Path(manifest["files"][f]["path"]) for f in formats if FORMATS[f].deployed}
+        if score and deployed:
+            scored = score_split(exportable, deployed, score, score_limit)
             manifest["scored"] = scored
             log(f"top-1 on {scored['images']} {score} images: JAX {100 * scored['jax_accuracy']:.2f}%, "
                 + ", ".join(f"{f} {100 * v['accuracy']:.2f}% (agrees with JAX on {100 * v['top1_agreement']:.2f}%)"
@@ -574,7 +725,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--model-kwargs", default="{}", help="--model: more fields as JSON")
     parser.add_argument("--config", default=None, help="--model: a trainer config whose data set calibrates")
     parser.add_argument("--score-split", default="", metavar="SPLIT",
-                        help="a classifier's workdir: top-1 of JAX and of each .tflite file over this split of "
+                        help="a classifier's workdir: top-1 of JAX and of each .tflite / .onnx file over this split of "
                              "its data set (e.g. eval), V3 Table 4's float vs int8 accuracy")
     parser.add_argument("--score-limit", type=int, default=-1, help="--score-split: the first N images only")
     args = parser.parse_args(argv)
