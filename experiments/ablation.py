@@ -257,7 +257,8 @@ def verdict_records(verdicts: Sequence[stats.Verdict]) -> list[dict[str, Any]]:
     return [{"claim": v.claim.name, "relation": v.claim.relation, "margin": v.claim.margin, "metric": v.claim.metric,
              "quantity": v.claim.quantity, "gap": v.gap.mean, "lo": v.gap.lo, "hi": v.gap.hi, "n": v.gap.n,
              "p": v.p, "p_holm": v.p_holm, "paper_gap": v.claim.paper_text(), "outcome": v.outcome,
-             "holm_outcome": v.holm_outcome, "budget": v.budget, "size": v.size}
+             "holm_outcome": v.holm_outcome, "budget": v.budget, "size": v.size, "unit": v.claim.unit,
+             "paired_by": v.claim.paired_by}
             for v in verdicts]
 
 

@@ -42,7 +42,7 @@ def _claim_rows(name: str, link: str, verdicts_path: Path) -> list[list[str]]:
     for v in runs.read_json(verdicts_path):
         interval = stats.Interval(v["gap"], float(v["lo"]), float(v["hi"]), v["n"])
         quantity = v.get("quantity", "accuracy")
-        metric = v["metric"] if quantity == "accuracy" else f"{v['metric']} ({quantity})"
+        metric = v.get("unit") or (v["metric"] if quantity == "accuracy" else f"{v['metric']} ({quantity})")
         claim = v["claim"] + (f" ± {v['margin']:g}" if v.get("margin") else "")
         rows.append([link, claim, metric, interval.fmt(), str(v["n"]), v.get("budget", "fixed budget") or "–", v["paper_gap"],
                      f"**{v['outcome']}**", v.get("holm_outcome", "–"), v["size"]])
@@ -78,12 +78,12 @@ def gather(root: str | Path) -> str:
         head += (
             "\n\n## Every claim\n\nGap = better − worse in points of held-out accuracy (or of the quantity the metric "
             "column names, e.g. COCO AP; final, or the mean of the validation curve where the metric is *speed*), paired "
-            "by seed, with its 95% t interval. An ordering **agrees** / **disagrees** when the whole interval lies above "
+            "by seed (latency claims: by timing session; *n* counts the pairs), with its 95% t interval. An ordering **agrees** / **disagrees** when the whole interval lies above "
             "/ below 0; an equality *a = b ± m* agrees when two one-sided tests put the gap inside ±m. *Holm*: the same "
             "rule at Holm-adjusted p-values within each experiment. *Runs*: plateau (every run stopped at its plateau) "
-            "or fixed budget. *Size*: the interval against the paper's gap (not resolved = the interval holds both 0 "
+            "or fixed budget (– where nothing is trained). *Size*: the interval against the paper's gap (not resolved = the interval holds both 0 "
             "and the paper's gap).\n\n"
-            + reports.markdown_table(["experiment", "claim", "metric", "gap (pts) [95% CI]", "seeds", "runs",
+            + reports.markdown_table(["experiment", "claim", "metric", "gap (pts) [95% CI]", "n", "runs",
                                       "paper's gap (pts)", "verdict", "Holm", "size vs paper"], claims))
     return head + "\n\n" + "\n\n---\n\n".join(bodies) + "\n"
 
