@@ -51,6 +51,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -437,7 +438,9 @@ def tflite_to_onnx(flatbuffer: bytes) -> bytes:
     import onnx
     import tf2onnx
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # tf2onnx reads the graph with tf.lite.Interpreter, whose deprecation notice is not ours
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
         tflite_path = Path(tmp) / "model.tflite"
         tflite_path.write_bytes(flatbuffer)
         proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=ONNX_OPSET)
