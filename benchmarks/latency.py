@@ -11,7 +11,8 @@ for Table 4's quantized column) with `mobilenet_jax.export`, and timed by LiteRT
 Interpreter with XNNPACK and num_threads=1 in a process pinned to one core
 (`os.sched_setaffinity`, where the OS has it): warm-up runs, then `--runs` invocations per
 session; median and p90 in ms. `--formats onnx onnx_int8` adds the same files converted to
-ONNX and timed by onnxruntime on one thread (the runtime of most non-Android deployments). Absolute milliseconds on an x86 core are not a Pixel's, so the
+ONNX and timed by onnxruntime on one thread (the runtime of most non-Android deployments).
+Absolute milliseconds on an x86 core are not a Pixel's, so the
 table sets each group's ratios to its reference network beside the papers' ratios, with the
 multiply-adds beside them. JSON under benchmarks/results/ with the machine, versions and
 command. Table 5's "no-opt h-swish" column is timed by building h-swish from separate ops
@@ -134,14 +135,16 @@ def measure(timed: Timed, *, image_size: Optional[int], formats: Sequence[str], 
                                "fields": timed.fields, "resolution": size, "madds": madds,
                                "paper_ms": timed.paper_ms, "reference": timed.reference,
                                "separate_hswish": timed.separate_hswish}
+        written: dict[str, Path] = {}
         for fmt in formats:
             spec = ex.FORMATS[fmt]
             path = Path(tmp) / spec.file_name
             try:
-                spec.write(exportable, path, representative if spec.calibrated else None)
+                spec.write(exportable, path, representative if spec.calibrated else None, written)
             except ex.ExportError as e:  # a format that cannot express this network: a gap in the table
                 row[fmt] = {"unavailable": str(e)}
                 continue
+            written[fmt] = path
             row[fmt] = {**file_latency(path, runs=runs, warmup=warmup, sessions=sessions),
                         "bytes": path.stat().st_size, "ops": spec.ops(path)}
     return row

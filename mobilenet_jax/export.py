@@ -97,8 +97,9 @@ Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 @dataclasses.dataclass(frozen=True)
 class Format:
     """One export format, the seam every format joins through (`register_format`): its file
-    name, how it is written from an Exportable (`write(exportable, path, representative)`;
-    the representative images are given when `calibrated`), how a written file is loaded
+    name, how it is written from an Exportable (`write(exportable, path, representative,
+    written)`: the representative images are given when `calibrated`; `written` maps the formats
+    this export already wrote to their files, for a format made from another), how a written file is loaded
     into a runner (images -> the model's named float outputs), the tolerance its outputs must
     meet against JAX (largest |file - JAX| / (1 + max |JAX|); None for a quantized format,
     judged by its top-1 agreement), its op histogram where it has one (raising on ops a
@@ -107,7 +108,7 @@ class Format:
 
     name: str
     file_name: str
-    write: Callable[[Exportable, Path, Optional[np.ndarray]], None]
+    write: Callable[[Exportable, Path, Optional[np.ndarray], dict[str, Path]], None]
     load: Callable[[Path], Runner]
     tolerance: Optional[float] = None
     ops: Optional[Callable[[Path], dict[str, int]]] = None
@@ -452,10 +453,15 @@ def tflite_to_onnx(flatbuffer: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def write_onnx(exportable: Exportable, path: Path, representative: Optional[np.ndarray], source: str) -> None:
-    """ONNX of the TFLite graph of format `source`: float32, or int8 as QuantizeLinear /
-    DequantizeLinear pairs around each op."""
-    path.write_bytes(tflite_to_onnx(convert_tflite(exportable, source, representative)))
+def write_onnx(exportable: Exportable, path: Path, representative: Optional[np.ndarray], written: dict[str, Path],
+               source: str) -> None:
+    """ONNX of the TFLite graph of format `source` (float32, or int8 as QuantizeLinear /
+    DequantizeLinear pairs around each op): the file this export already wrote, else converted."""
+    if source in written:
+        flatbuffer = written[source].read_bytes()
+    else:
+        flatbuffer = convert_tflite(exportable, source, representative)
+    path.write_bytes(tflite_to_onnx(flatbuffer))
 
 
 def onnx_session(path: str | Path, num_threads: int = 1):
@@ -508,7 +514,7 @@ def load_saved_model(path: Path) -> Runner:
 
 def _tflite_format(name: str, tolerance: Optional[float]) -> Format:
     return Format(name, f"model_{name}.tflite",
-                  write=lambda e, path, rep: path.write_bytes(convert_tflite(e, name, rep)),
+                  write=lambda e, path, rep, written: path.write_bytes(convert_tflite(e, name, rep)),
                   load=lambda path: functools.partial(run_tflite, tflite_interpreter(path)),
                   tolerance=tolerance, ops=builtin_tflite_ops, calibrated=name == "int8", deployed=True)
 
@@ -517,9 +523,9 @@ register_format(_tflite_format("float32", 1e-3))
 register_format(_tflite_format("float16", 5e-2))
 register_format(_tflite_format("dynamic_range", None))
 register_format(_tflite_format("int8", None))
-register_format(Format("stablehlo", "model.stablehlo", lambda e, path, rep: path.write_bytes(stablehlo_bytes(e)),
-                       load_stablehlo, tolerance=1e-5))
-register_format(Format("saved_model", "saved_model", lambda e, path, rep: write_saved_model(e, path),
+register_format(Format("stablehlo", "model.stablehlo",
+                       lambda e, path, rep, written: path.write_bytes(stablehlo_bytes(e)), load_stablehlo, tolerance=1e-5))
+register_format(Format("saved_model", "saved_model", lambda e, path, rep, written: write_saved_model(e, path),
                        load_saved_model, tolerance=1e-4))
 register_format(Format("onnx", "model.onnx", functools.partial(write_onnx, source="float32"), load_onnx,
                        tolerance=1e-3, ops=onnx_ops, deployed=True))
@@ -672,7 +678,8 @@ def export(exportable: Exportable, out: str, formats: Sequence[str] = tuple(FORM
         for fmt in formats:
             spec = FORMATS[fmt]
             temporary = staging / spec.file_name
-            spec.write(exportable, temporary, representative if spec.calibrated else None)
+            written = {f: Path(info["path"]) for f, info in manifest["files"].items()}
+            spec.write(exportable, temporary, representative if spec.calibrated else None, written)
             info = verify(fmt, temporary, exportable, probe, reference)
             info["bytes"] = _size(temporary)
             final = directory / spec.file_name
