@@ -59,7 +59,42 @@ def test_a_flat_tail_after_the_learning_rate_decayed_is_no_plateau():
     assert _index(curve, delta=0.02, lr_fraction=lambda s: 1.0, min_lr_fraction=1.0) == 5  # constant lr
 
 
+# A steady rise of a point per 5 evaluations with one lucky evaluation (+2 points at index 3), then a level.
+_RISE = [0.70 + 0.002 * i + (0.02 if i == 3 else 0.0) for i in range(20)]
+_LEVEL = _RISE + [_RISE[-1]] * 10
+
+
+def test_the_mean_statistic_does_not_call_a_slow_noisy_rise_flat():
+    # The best-so-far holds the lucky evaluation, which the next 5 fail to beat by half a point while the
+    # curve climbs under it; a window mean moves by a fifth of the luck and sees the climb.
+    assert _index(_RISE, k=5, delta=0.005) == 3
+    assert _index(_RISE, k=5, delta=0.005, statistic="mean") is None
+    # Once the curve levels off: at the rise's last evaluation (19) the flat window after it is 0.4 points
+    # above the window up to it (at 18: 0.6).
+    assert _index(_LEVEL, k=5, delta=0.005, statistic="mean") == 19
+    # The first candidate of the mean rule has k evaluations up to it: a flat curve plateaus at k - 1.
+    assert _index([0.5] * 8, k=3, delta=1e-9, statistic="mean") == 2
+    assert _index([0.5] * 5, k=3, delta=1e-9, statistic="mean") is None  # 2 evaluations after index 2
+
+
+def test_the_trainer_reads_plateau_statistic(tmp_path):
+    from mobilenet_jax.train.config import ConfigError, default_config, validate_config
+    from mobilenet_jax.train.loop import _plateau_at
+
+    config = default_config()
+    config.update(plateau_evals=5, plateau_delta=0.005, lr_schedule="constant", warmup_steps=0)
+    history = [(100 * (i + 1), v) for i, v in enumerate(_RISE)]
+    assert _plateau_at(config, history, lambda s: config.learning_rate) == (400, 900)
+    config.plateau_statistic = "mean"
+    assert _plateau_at(config, history, lambda s: config.learning_rate) is None
+    config.plateau_statistic = "median"
+    with pytest.raises(ConfigError, match="unknown plateau_statistic 'median'"):
+        validate_config(config, num_devices=1)
+
+
 def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="unknown plateau statistic 'max'"):
+        plateau_index([1, 2, 3], [0.1, 0.2, 0.3], k=1, delta=0.01, statistic="max")
     with pytest.raises(ValueError, match="k >= 1"):
         plateau_index([1, 2, 3], [0.1, 0.2, 0.3], k=0, delta=0.01)
     with pytest.raises(ValueError, match="k >= 1"):

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import ml_collections
 
 from mobilenet_jax.errors import UserError
+from mobilenet_jax.train import plateau
 
 # Data sets the trainer can read; `mobilenet_jax.data` dispatches on these names.
 TFDS_DATASETS = ("imagenet2012", "cifar10", "cifar100", "imagenette")
@@ -100,6 +101,9 @@ def default_config() -> ml_collections.ConfigDict:
     # more steps (a cool-down: the final weights settle instead of sampling the plateau's noise).
     c.plateau_cooldown_steps = 0
     c.plateau_min_lr_fraction = 0.5
+    # What "not improved" compares: "best" = the best evaluation so far against the next k;
+    # "mean" = the mean of the last k evaluations against the mean of the next k (train/plateau.py).
+    c.plateau_statistic = "best"
     # Optimizer (optim.py).
     c.optimizer = "rmsprop"
     c.learning_rate = 0.045
@@ -272,6 +276,8 @@ def validate_config(
         raise ConfigError(f"unknown optimizer {config.optimizer!r}; known: {list(OPTIMIZERS)}")
     if config.lr_schedule not in SCHEDULES:
         raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}; known: {list(SCHEDULES)}")
+    if config.plateau_statistic not in plateau.STATISTICS:
+        raise ConfigError(f"unknown plateau_statistic {config.plateau_statistic!r}; known: {list(plateau.STATISTICS)}")
     if config.dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {config.dtype!r}; known: {list(DTYPES)}")
     from mobilenet_jax import create_model, list_models, model_fields

@@ -14,24 +14,31 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+STATISTICS = ("best", "mean")
+
 
 def plateau_index(
     steps: Sequence[int], values: Sequence[float], *, k: int, delta: float, min_step: int = 0,
     min_value: float = -np.inf, lr_fraction: Callable[[int], float] | None = None, min_lr_fraction: float = 0.0,
+    statistic: str = "best",
 ) -> int | None:
     """The index of the first evaluation the run plateaued at (see the module docstring), or
     None (still improving, or fewer than ``k`` evaluations after any candidate)."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown plateau statistic {statistic!r}; expected one of {STATISTICS}")
     if k < 1:
         raise ValueError(f"the plateau rule needs k >= 1 evaluations after the flat point, got {k}")
     v = np.asarray(values, dtype=np.float64)
     if len(v) != len(steps):
         raise ValueError(f"{len(steps)} steps but {len(v)} values")
     best = np.maximum.accumulate(v) if v.size else v
-    for i in range(len(v) - k):
+    for i in range(k - 1 if statistic == "mean" else 0, len(v) - k):
         if steps[i] < min_step or best[i] < min_value:
             continue
         if lr_fraction is not None and lr_fraction(int(steps[i])) < min_lr_fraction:
             continue
-        if np.max(v[i + 1 : i + 1 + k]) - best[i] < delta:
+        after = v[i + 1 : i + 1 + k]
+        gain = np.max(after) - best[i] if statistic == "best" else np.mean(after) - np.mean(v[i + 1 - k : i + 1])
+        if gain < delta:
             return i
     return None
