@@ -224,7 +224,10 @@ def report_sections(
     if config.get("plateau_evals", 0) > 0:
         rule = (f"Plateau rule (mobilenet_jax/train/plateau.py, declared before the runs): a run stops once "
                 f"{config.plateau_evals} validation evaluations in a row (every {config.eval_every_steps} steps) have "
-                f"not improved on the best before them by {100 * config.plateau_delta:g} points, from step "
+                + (f"not improved on the best before them by {100 * config.plateau_delta:g} points"
+                   if config.get("plateau_statistic", "best") == "best" else
+                   f"a mean less than {100 * config.plateau_delta:g} points above that of the {config.plateau_evals} before them")
+                + ", from step "
                 f"{config.plateau_min_steps} on and past {config.get('plateau_min_value', 0.0):g} (a run still at chance has "
                 f"not started), with the learning rate at >= {config.plateau_min_lr_fraction:g} of its "
                 f"peak; the step shown is the evaluation it plateaued at"
