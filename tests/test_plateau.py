@@ -77,7 +77,7 @@ def test_the_mean_statistic_does_not_call_a_slow_noisy_rise_flat():
     assert _index([0.5] * 5, k=3, delta=1e-9, statistic="mean") is None  # 2 evaluations after index 2
 
 
-def test_the_trainer_reads_plateau_statistic(tmp_path):
+def test_the_trainer_reads_plateau_statistic():
     from mobilenet_jax.train.config import ConfigError, default_config, validate_config
     from mobilenet_jax.train.loop import _plateau_at
 

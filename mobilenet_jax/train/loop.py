@@ -86,7 +86,7 @@ def _plateau_at(config, history: list[tuple[int, float]], schedule) -> tuple[int
                               min_step=config.plateau_min_steps, min_value=config.plateau_min_value,
                               lr_fraction=lambda s: float(schedule(s)) / peak,
                               min_lr_fraction=config.plateau_min_lr_fraction,
-                              statistic=config.get("plateau_statistic", "best"))
+                              statistic=config.plateau_statistic)
     # The rule for i reads only the k evaluations after it, so it was first met at eval i + k.
     return None if i is None else (int(steps[i]), int(steps[i + config.plateau_evals]))
 
