@@ -231,6 +231,9 @@ def report_sections(
                 f"{config.plateau_min_steps} on and past {config.get('plateau_min_value', 0.0):g} (a run still at chance has "
                 f"not started), with the learning rate at >= {config.plateau_min_lr_fraction:g} of its "
                 f"peak; the step shown is the evaluation it plateaued at"
+                + (f"; the first {config.plateau_decays} plateau(s) instead multiplied the rate by "
+                   f"{config.plateau_decay_factor:g} and started a phase ruled on its own evaluations, and the step "
+                   f"shown is the last phase's" if config.get("plateau_decays", 0) else "")
                 + (f", after which the rate fell linearly to 0 over {config.plateau_cooldown_steps} steps"
                    if config.get("plateau_cooldown_steps", 0) else "") + f". \"budget\" = the run reached its "
                 f"{config.num_train_steps}-step budget first: its final value is a fixed-budget value.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobilenet_jax.train.plateau import plateau_index
+from mobilenet_jax.train.plateau import plateau_index, plateau_phases
 from tests._train_helpers import read_metrics_lines, tiny_config
 
 
@@ -84,12 +84,31 @@ def test_the_trainer_reads_plateau_statistic():
     config = default_config()
     config.update(plateau_evals=5, plateau_delta=0.005, lr_schedule="constant", warmup_steps=0)
     history = [(100 * (i + 1), v) for i, v in enumerate(_RISE)]
-    assert _plateau_at(config, history, lambda s: config.learning_rate) == (400, 900)
+    assert _plateau_at(config, history, lambda s: config.learning_rate) == ((), (400, 900))
     config.plateau_statistic = "mean"
-    assert _plateau_at(config, history, lambda s: config.learning_rate) is None
+    assert _plateau_at(config, history, lambda s: config.learning_rate) == ((), None)
     config.plateau_statistic = "median"
     with pytest.raises(ConfigError, match="unknown plateau_statistic 'median'"):
         validate_config(config, num_devices=1)
+
+
+def test_phases_reduce_at_each_plateau_then_stop_at_the_last():
+    """plateau_phases: phase 0 plateaus at 0.6 (index 2, rule met at 4), a new phase from index 5
+    plateaus at 0.75 (index 6, met at 8); each phase reads only its own evaluations."""
+    curve = [0.1, 0.5, 0.6, 0.6, 0.6, 0.7, 0.75, 0.75, 0.75, 0.75]
+    steps = _steps(len(curve))
+
+    def phases(decays, values=curve):
+        return plateau_phases(steps[:len(values)], values, decays=decays, k=2, delta=0.01)
+
+    assert phases(0) == ([], plateau_index(steps, curve, k=2, delta=0.01)) == ([], 2)
+    assert phases(1) == ([4], 6)
+    assert phases(2) == ([4, 8], None)  # the third phase has one evaluation: not yet flat
+    assert phases(1, curve[:8]) == ([4], None)  # the second phase's rule is not met yet
+    # A phase's best is its own: below phase 0's 0.6 after the reduction, 0.55 -> 0.58 is a gain.
+    assert phases(1, curve[:5] + [0.55, 0.58, 0.58, 0.58]) == ([4], 6)
+    with pytest.raises(ValueError, match="decays must be >= 0"):
+        phases(-1)
 
 
 def test_bad_arguments_raise():
@@ -206,3 +225,40 @@ def test_a_cooldown_decays_the_rate_linearly_after_the_plateau_and_a_rerun_adds_
     again = train_and_evaluate(config, workdir)
     assert again["step"] == 12 and again["plateau_step"] == 4
     assert max(r["step"] for r in _records(workdir, "train")) == 12 and len(_records(workdir, "test")) == 1
+
+
+def test_reduce_on_plateau_lowers_the_rate_then_stops_and_resumes_bit_equal(tmp_path):
+    """plateau_decays=1: the first plateau (rule met at step 8) halves the rate from the next update
+    on and starts a phase that reads only its own evaluations (10, 12, 14: flat at 10, met at 14),
+    whose plateau stops the run. A run resumed from its step-10 checkpoint (after the reduction)
+    ends where the uninterrupted one does, with the same rates."""
+    import shutil
+
+    from mobilenet_jax.train import train_and_evaluate
+    from tests._train_helpers import assert_trees_close, load_checkpoint
+
+    config = tiny_config(num_train_steps=30, **{**PLATEAU, "plateau_decays": 1, "plateau_decay_factor": 0.5,
+                                                "log_every_steps": 1, "checkpoint_every_steps": 2,
+                                                "keep_checkpoints": 10, "test_split": ""})
+    reference = tmp_path / "reference"
+    result = train_and_evaluate(config, str(reference))
+    assert result["step"] == 14 and result["plateau_step"] == 10 and result["plateau_reduced_at"] == [8]
+    assert _records(reference, "reduce") == [{"step": 8, "split": "reduce", "learning_rate_factor": 0.5}]
+    assert _records(reference, "stop") == [{"step": 14, "split": "stop", "plateau_step": 10, "end_step": 14}]
+    lr = {r["step"]: r["learning_rate"] / config.learning_rate for r in _records(reference, "train")}
+    assert sorted(lr) == list(range(1, 15))
+    assert [lr[s] for s in range(1, 15)] == pytest.approx([1.0] * 8 + [0.5] * 6)
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    for step_dir in (resumed / "checkpoints").iterdir():
+        if step_dir.name.isdigit() and int(step_dir.name) > 10:
+            shutil.rmtree(step_dir)
+    assert sorted(int(d.name) for d in (resumed / "checkpoints").iterdir() if d.name.isdigit())[-1] == 10
+    again = train_and_evaluate(config, str(resumed))
+    assert again["step"] == 14 and again["plateau_reduced_at"] == [8] and again["plateau_step"] == 10
+    lr_again = {r["step"]: r["learning_rate"] for r in _records(resumed, "train") if r["step"] > 10}
+    assert lr_again == pytest.approx({s: 0.5 * config.learning_rate for s in range(11, 15)})
+    final, expected = load_checkpoint(str(resumed), 14), load_checkpoint(str(reference), 14)
+    for key in ("params", "batch_stats", "opt_state", "ema_params"):
+        assert_trees_close(final[key], expected[key], rtol=1e-6, atol=1e-7)

@@ -104,6 +104,11 @@ def default_config() -> ml_collections.ConfigDict:
     # What "not improved" compares: "best" = the best evaluation so far against the next k;
     # "mean" = the mean of the last k evaluations against the mean of the next k (train/plateau.py).
     c.plateau_statistic = "best"
+    # Reduce on plateau before stopping: the first `plateau_decays` plateaus multiply the rate by
+    # `plateau_decay_factor` and start a new phase whose rule reads only its own evaluations; the
+    # next plateau stops the run (or starts its cool-down). 0 = stop at the first plateau.
+    c.plateau_decays = 0
+    c.plateau_decay_factor = 0.1
     # Optimizer (optim.py).
     c.optimizer = "rmsprop"
     c.learning_rate = 0.045
@@ -211,6 +216,7 @@ _INT_RANGES: dict[str, tuple[int, tuple[int, str] | None]] = {
     "plateau_evals": (0, None),
     "plateau_min_steps": (0, None),
     "plateau_cooldown_steps": (0, None),
+    "plateau_decays": (0, None),
     "synthetic_num_classes": (2, None),
     "max_boxes": (1, (-1, "the data set's")),
     "embedded_detection_max_objects": (1, None),
@@ -237,6 +243,7 @@ _FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
     "plateau_delta": (0.0, 1.0, "[)"),
     "plateau_min_value": (-_INF, _INF, "()"),
     "plateau_min_lr_fraction": (0.0, 1.0, "[]"),
+    "plateau_decay_factor": (0.0, 1.0, "()"),
 }
 
 

@@ -75,20 +75,22 @@ def _progress(total: int, initial: int, enabled: bool):
                 dynamic_ncols=True, desc="train")
 
 
-def _plateau_at(config, history: list[tuple[int, float]], schedule) -> tuple[int, int] | None:
-    """config.plateau_*: (the step the evaluation history plateaued at, the step of the
-    evaluation that completed the rule: k evaluations later) per train/plateau.py, or None."""
+def _plateau_at(config, history: list[tuple[int, float]], schedule) -> tuple[tuple[int, ...], tuple[int, int] | None]:
+    """config.plateau_*: (the steps at which the rate was reduced, config.plateau_decays of them at
+    most; (the step the last phase plateaued at, the step of the evaluation that completed the
+    rule: k evaluations later) or None), per train/plateau.py. `schedule` is the unreduced one."""
     if config.plateau_evals <= 0 or not history:
-        return None
+        return (), None
     peak = peak_learning_rate(config)
     steps, values = zip(*history)
-    i = plateau.plateau_index(steps, values, k=config.plateau_evals, delta=config.plateau_delta,
-                              min_step=config.plateau_min_steps, min_value=config.plateau_min_value,
-                              lr_fraction=lambda s: float(schedule(s)) / peak,
-                              min_lr_fraction=config.plateau_min_lr_fraction,
-                              statistic=config.plateau_statistic)
+    k = config.plateau_evals
+    reduced, i = plateau.plateau_phases(
+        steps, values, decays=config.plateau_decays, k=k, delta=config.plateau_delta,
+        min_step=config.plateau_min_steps, min_value=config.plateau_min_value,
+        lr_fraction=lambda s: float(schedule(s)) / peak, min_lr_fraction=config.plateau_min_lr_fraction,
+        statistic=config.plateau_statistic)
     # The rule for i reads only the k evaluations after it, so it was first met at eval i + k.
-    return None if i is None else (int(steps[i]), int(steps[i + config.plateau_evals]))
+    return tuple(int(steps[j]) for j in reduced), None if i is None else (int(steps[i]), int(steps[i + k]))
 
 
 def train_and_evaluate(
@@ -178,12 +180,14 @@ def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_de
              "process(es), starting at step %d", config.model, ds.info.name, total,
              durations.steps_per_epoch, config.batch_size, num_devices, jax.process_count(), start)
 
-    found = _plateau_at(config, history, base_schedule)
-    result: dict[str, Any] = {"step": start, "preempted": False, "plateau_step": found[0] if found else -1}
+    reduced_at, found = _plateau_at(config, history, base_schedule)
+    result: dict[str, Any] = {"step": start, "preempted": False, "plateau_step": found[0] if found else -1,
+                              "plateau_reduced_at": list(reduced_at)}
     if found is not None:  # a run that stopped at its plateau stays stopped (or finishes its cool-down)
         total = _after_plateau(config, found[1], start)
-        if config.plateau_cooldown_steps > 0:
-            tx, schedule = build_optimizer(config, durations, cooldown_from=found[1])
+    cooldown_from = found[1] if found is not None and config.plateau_cooldown_steps > 0 else None
+    if reduced_at or cooldown_from is not None:
+        tx, schedule = build_optimizer(config, durations, cooldown_from=cooldown_from, reduced_at=reduced_at)
     train_step = compile_step(tx, schedule)
     batches = prefetch_to_device((select(b, task.batch_keys, task) for b in ds.train_batches(start)),
                                  config.prefetch, num_devices)
@@ -225,9 +229,18 @@ def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_de
                     history.append((step, metrics_eval[task.best_metric]))
                 t0, steps_timed = time.perf_counter(), 0
                 first = found is None
-                found = _plateau_at(config, history, base_schedule)
+                was_reduced_at = reduced_at
+                reduced_at, found = _plateau_at(config, history, base_schedule)
                 if found is not None:  # at the budget's last evaluation too
                     result["plateau_step"] = found[0]
+                if reduced_at != was_reduced_at and step < total:  # a phase's plateau: a lower rate from here
+                    result["plateau_reduced_at"] = list(reduced_at)
+                    factor = config.plateau_decay_factor ** len(reduced_at)
+                    log.info("plateau of eval %s (rule met at step %d): learning rate x %g from here",
+                             task.best_metric, step, factor)
+                    writer.write(step, "reduce", {"learning_rate_factor": factor})
+                    tx, schedule = build_optimizer(config, durations, reduced_at=reduced_at)
+                    train_step = compile_step(tx, schedule)
                 if first and found is not None and step < total:
                     total = _after_plateau(config, step, step)
                     log.info("plateau of eval %s at step %d (rule met at step %d): %s", task.best_metric,
@@ -235,7 +248,7 @@ def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_de
                     writer.write(step, "stop", {"plateau_step": found[0], "end_step": total})
                     bar.total = total
                     if total > step:
-                        tx, schedule = build_optimizer(config, durations, cooldown_from=step)
+                        tx, schedule = build_optimizer(config, durations, cooldown_from=step, reduced_at=reduced_at)
                         train_step = compile_step(tx, schedule)
                     else:
                         ckpt_now = True

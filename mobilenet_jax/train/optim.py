@@ -18,6 +18,7 @@ the gradient before the optimizer), on conv/dense kernels only by default.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -140,14 +141,30 @@ def cooled(schedule: optax.Schedule, start: int, steps: int) -> optax.Schedule:
     return cooled_schedule
 
 
+def reduced(schedule: optax.Schedule, steps: Sequence[int], factor: float) -> optax.Schedule:
+    """`schedule` times `factor` once for each of `steps` at or before the step: the rate
+    reduced at each plateau but the last (config.plateau_decays, config.plateau_decay_factor).
+    Step s is the update count, so a reduction at step s applies from update s + 1 on."""
+    if not steps:
+        return schedule
+    boundaries = jnp.asarray(steps, dtype=jnp.int32)
+
+    def reduced_schedule(step):
+        return schedule(step) * factor ** jnp.sum(step >= boundaries)
+
+    return reduced_schedule
+
+
 def build_optimizer(
     config: ml_collections.ConfigDict, durations: Durations, cooldown_from: int | None = None,
+    reduced_at: Sequence[int] = (),
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, learning-rate schedule) of a config; the optimizer includes L2 decay
     and, when `grad_clip_norm > 0`, global-norm clipping (before the decay term). With
-    `cooldown_from`, the schedule decays to 0 over config.plateau_cooldown_steps from that
-    step (the optimizer state keeps its structure, so a running state carries over)."""
-    schedule = learning_rate_schedule(config, durations)
+    `reduced_at`, the rate is multiplied by config.plateau_decay_factor from each of those
+    steps; with `cooldown_from`, the schedule decays to 0 over config.plateau_cooldown_steps
+    from that step (the optimizer state keeps its structure, so a running state carries over)."""
+    schedule = reduced(learning_rate_schedule(config, durations), reduced_at, config.plateau_decay_factor)
     if cooldown_from is not None:
         schedule = cooled(schedule, cooldown_from, config.plateau_cooldown_steps)
     parts = []
