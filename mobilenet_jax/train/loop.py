@@ -233,8 +233,8 @@ def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_de
                 reduced_at, found = _plateau_at(config, history, base_schedule)
                 if found is not None:  # at the budget's last evaluation too
                     result["plateau_step"] = found[0]
+                result["plateau_reduced_at"] = list(reduced_at)  # as a rerun of the finished run reports it
                 if reduced_at != was_reduced_at and step < total:  # a phase's plateau: a lower rate from here
-                    result["plateau_reduced_at"] = list(reduced_at)
                     factor = config.plateau_decay_factor ** len(reduced_at)
                     log.info("plateau of eval %s (rule met at step %d): learning rate x %g from here",
                              task.best_metric, step, factor)
