@@ -170,8 +170,8 @@ ABLATION = Ablation(
                    "num_train_steps": 10_000},
     gpu_overrides={"model_kwargs.width": 1.0, "num_train_steps": 20_000, "eval_every_steps": 500,
                    "embedded_num_train": 20_000, "embedded_num_eval": 2000, "image_size": 128},
-    runtime=("about 5-6 hours on 2 CPU cores (5 networks x 5 seeds of batch 32 at 64x64, width 0.35, each to its "
-             "plateau of validation mean IoU, about 20 minutes a run on one core)"),
+    runtime=("about 4-5 hours on 2 CPU cores (5 networks x 5 seeds of batch 32 at 64x64, width 0.35, each to its "
+             "plateau of validation mean IoU: 14-29 minutes a run on one core, output stride 8 the slowest)"),
     limits=(
         "Table 7 is Cityscapes at 1024x2048 after full training; this is width 0.35 at 64x64 on the embedded shapes "
         "(half-extent 0.3-0.6 of the image) under pixel noise s.d. 0.1-0.2, where the 1/16 map is 4x4 and the 1/8 "
