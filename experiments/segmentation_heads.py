@@ -177,7 +177,8 @@ ABLATION = Ablation(
         "(half-extent 0.3-0.6 of the image) under pixel noise s.d. 0.1-0.2, where the 1/16 map is 4x4 and the 1/8 "
         "skip 8x8: the heads' large-context branches see most of the image either way, and R-ASPP, which predicts "
         "at 1/16 with no skip, draws each mask from 4x4 logits, where Cityscapes gives it 64x128; a gap between "
-        "LR-ASPP (with its 1/8 skip) and R-ASPP here measures that resolution as much as the backbones. " + _NO_TABLE + ": every paper gap is 'no number', and the "
+        "LR-ASPP (with its 1/8 skip) and R-ASPP here measures that resolution as much as the backbones. "
+        + _NO_TABLE + ": every paper gap is 'no number', and the "
         "equality claims (V3-Large LR-ASPP = V2 R-ASPP, full tail = halved tail) carry a margin of "
         f"{EQUAL_MARGIN:g} mIoU points declared before the runs. The paper's speed half of the claim (30-34% faster) "
         "is a latency claim, measured by `python -m benchmarks.latency`, not here."),
