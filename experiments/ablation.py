@@ -145,7 +145,16 @@ def train_run(config: Any, workdir: Path) -> dict[str, Any]:
     # process's memory maps (LLVM "Cannot allocate memory" at run 24). The persistent
     # compilation cache makes the next run's compile a cache read.
     jax.clear_caches()
-    return {k: v for k, v in result.items() if k != "state" and isinstance(v, (int, float, str, bool))}
+    return run_summary(result)
+
+
+def run_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able part of a trainer's result: scalars and lists of scalars (the plateau
+    rule's ``plateau_reduced_at`` steps), never the train state."""
+    def scalar(v: Any) -> bool:
+        return isinstance(v, (int, float, str, bool))
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in result.items()
+            if k != "state" and (scalar(v) or (isinstance(v, (list, tuple)) and all(map(scalar, v))))}
 
 
 def verdict(groups: Mapping[str, runs.GroupStats], claims: Sequence[stats.Claim]) -> tuple[str, list[stats.Verdict]]:

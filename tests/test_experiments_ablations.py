@@ -230,3 +230,11 @@ def test_a_sweep_with_one_variant_finished_says_which_are_missing():
     groups = {"a": runs.GroupStats("a", np.array([1]), f, f, f, f, (0,), f, (100,))}
     head, verdicts = ablation.verdict(groups, [stats.Claim("a", "b"), stats.Claim("a", "c")])
     assert verdicts == [] and head == "no claim scored yet: no finished run of b, c"
+
+
+def test_a_runs_summary_keeps_the_plateau_rules_reduce_steps_and_drops_the_state():
+    result = {"state": object(), "step": 40, "preempted": False, "plateau_step": 30,
+              "plateau_reduced_at": [20], "eval_mean_iou": 0.5, "weights": np.zeros(3), "pairs": [(1, 2)]}
+    summary = ablation.run_summary(result)
+    assert summary == {"step": 40, "preempted": False, "plateau_step": 30, "plateau_reduced_at": [20],
+                       "eval_mean_iou": 0.5}
