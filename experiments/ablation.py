@@ -335,8 +335,12 @@ def main(ab: Ablation, argv: Sequence[str] | None = None) -> Path:
             configs[g].update(stored["config"])
     else:
         order = list(ab.variants)
-        results = runs.run_sweep(runs.with_seeds(configs, seeds), train_run, exp_dir, metric=ab.metric,
-                                 rerun=args.rerun, share_root=None if args.smoke else args.out)
+        try:
+            results = runs.run_sweep(runs.with_seeds(configs, seeds), train_run, exp_dir, metric=ab.metric,
+                                     rerun=args.rerun, share_root=None if args.smoke else args.out)
+        except runs.RunsElsewhere as e:  # a second process on another core: the last to finish reports
+            print(f"{ab.name}: {e}")
+            return exp_dir
     groups = runs.aggregate(results, order, final_key=ab.final_metric)
     seeds_run = sorted({r.seed for r in results})
     runs.write_csv(exp_dir / "curves.csv", reports.curves_rows(results, ab.metric))

@@ -279,6 +279,57 @@ def load_runs(exp_dir: str | Path) -> list[RunResult]:
     return [_result_from_final(read_json(f), resumed=True) for f in finals]
 
 
+class RunsElsewhere(Exception):
+    """The sweep's other runs are being trained by other processes (a second ``python -m
+    experiments.<name>`` on another core): this one leaves the report to the one that finishes
+    last. Not a mistake: commands print the message and exit 0."""
+
+
+LOCK_NAME = ".sweep.lock"
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<workdir>/.sweep.lock``: while a process trains a
+    run it holds the lock, so a second sweep over the same runs (another core, another terminal)
+    trains the next free run instead of the same one. The kernel drops the lock when its process
+    ends (SIGKILL and crashes included), so no lock goes stale; the file is never deleted (a
+    deleted lock file lets two processes hold locks on two inodes). Local folders only: object
+    stores have no locks, and there every sweep trains every run it finds unfinished."""
+
+    def __init__(self, fd: int | None):
+        self._fd = fd
+
+    @staticmethod
+    def holder(workdir: Path) -> str:
+        try:
+            return (workdir / LOCK_NAME).read_text().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    @classmethod
+    def acquire(cls, workdir: Path) -> "RunLock | None":
+        """The lock, or None while another process holds it."""
+        if "://" in str(workdir):
+            return cls(None)
+        import fcntl
+        import socket
+
+        fd = os.open(os.fspath(workdir / LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
 def run_sweep(
     specs: Sequence[RunSpec],
     run_fn: RunFn,
@@ -299,6 +350,11 @@ def run_sweep(
     a run that another experiment already finished with the same relevant settings (the same
     network, data, recipe and seed) is copied from it instead of trained again; its final.json
     says where it came from (``summary["shared_from"]``).
+
+    Several processes may sweep the same specs at once (one per core): each trains the runs whose
+    :class:`RunLock` it gets and leaves the others to their holders. A process that ends with runs
+    still in other hands raises :class:`RunsElsewhere` instead of returning; the last to finish
+    finds every run finished and returns them all (each writes its final.json before it looks).
     """
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
@@ -307,7 +363,8 @@ def run_sweep(
         if not _RUN_ID.match(run_id):
             raise ValueError(f"run id {run_id!r} must match {_RUN_ID.pattern} (it names a directory)")
     exp_dir = paths.resolve(exp_dir, "--out")
-    results = []
+    results: list[RunResult | None] = []
+    elsewhere: dict[int, RunSpec] = {}  # runs another process held when this one reached them
     for i, spec in enumerate(specs, start=1):
         workdir = exp_dir / "runs" / spec.run_id
         final_path = workdir / "final.json"
@@ -323,32 +380,60 @@ def run_sweep(
             log(f"[{i}/{len(specs)}] {spec.run_id}: the same run as {results[-1].summary['shared_from']}, shared")
             continue
         workdir.mkdir(parents=True, exist_ok=True)
-        log(f"[{i}/{len(specs)}] {spec.run_id}: running")
-        start = time.perf_counter()
-        summary = run_fn(spec.config, workdir)
-        wall_s = time.perf_counter() - start
-        if not isinstance(summary, Mapping):
-            raise TypeError(f"run_fn must return a dict of final metrics, got {type(summary).__name__} for {spec.run_id}")
-        if summary.get("preempted"):  # checkpointed, not finished: no final.json, and the sweep stops here
-            raise Preempted(f"run {spec.run_id} was preempted (SIGTERM) at step {summary.get('step')}: its checkpoint "
-                            f"is in {workdir}; run the same command again to resume it and the rest of the sweep")
-        curve = read_curve(workdir, metric)
-        if curve.steps.size == 0:
-            raise ValueError(f"run {spec.run_id}: run_fn logged no {metric!r} in {workdir}")
-        final = {
-            "run_id": spec.run_id,
-            "group": spec.group,
-            "seed": spec.seed,
-            "metric": metric,
-            "config": spec.config,
-            "summary": summary,
-            "curve": {"step": curve.steps, "value": curve.values},
-            "wall_s": wall_s,
-        }
-        write_json(final_path, final)
-        log(f"[{i}/{len(specs)}] {spec.run_id}: {metric} {curve.final:.4f} at step {int(curve.steps[-1])} ({wall_s:.1f} s)")
-        results.append(_result_from_final(read_json(final_path), resumed=False))
-    return results
+        lock = RunLock.acquire(workdir)
+        if lock is None:
+            log(f"[{i}/{len(specs)}] {spec.run_id}: being trained by {RunLock.holder(workdir)}, left to it")
+            elsewhere[len(results)] = spec
+            results.append(None)
+            continue
+        try:
+            if final_path.exists() and not rerun:  # finished by its holder between the check above and the lock
+                results.append(_result_from_final(read_json(final_path), resumed=True))
+                continue
+            results.append(_train_one(spec, run_fn, workdir, metric, log, f"[{i}/{len(specs)}]"))
+        finally:
+            lock.release()
+    for index, spec in elsewhere.items():
+        final_path = exp_dir / "runs" / spec.run_id / "final.json"
+        if final_path.exists():
+            results[index] = _result_from_final(read_json(final_path), resumed=True)
+    busy = [spec.run_id for index, spec in elsewhere.items() if results[index] is None]
+    if busy:
+        raise RunsElsewhere(
+            f"{len(busy)} run(s) still being trained by other processes ({', '.join(busy)}); the process that "
+            "finishes the last run writes the report (or run this command again, or with --from-runs, once they finish)")
+    return [r for r in results if r is not None]
+
+
+def _train_one(spec: RunSpec, run_fn: RunFn, workdir: Path, metric: str, log: Callable[[str], None],
+               counter: str) -> RunResult:
+    """One run through ``run_fn``; its final.json once it returns unpreempted."""
+    final_path = workdir / "final.json"
+    log(f"{counter} {spec.run_id}: running")
+    start = time.perf_counter()
+    summary = run_fn(spec.config, workdir)
+    wall_s = time.perf_counter() - start
+    if not isinstance(summary, Mapping):
+        raise TypeError(f"run_fn must return a dict of final metrics, got {type(summary).__name__} for {spec.run_id}")
+    if summary.get("preempted"):  # checkpointed, not finished: no final.json, and the sweep stops here
+        raise Preempted(f"run {spec.run_id} was preempted (SIGTERM) at step {summary.get('step')}: its checkpoint "
+                        f"is in {workdir}; run the same command again to resume it and the rest of the sweep")
+    curve = read_curve(workdir, metric)
+    if curve.steps.size == 0:
+        raise ValueError(f"run {spec.run_id}: run_fn logged no {metric!r} in {workdir}")
+    final = {
+        "run_id": spec.run_id,
+        "group": spec.group,
+        "seed": spec.seed,
+        "metric": metric,
+        "config": spec.config,
+        "summary": summary,
+        "curve": {"step": curve.steps, "value": curve.values},
+        "wall_s": wall_s,
+    }
+    write_json(final_path, final)
+    log(f"{counter} {spec.run_id}: {metric} {curve.final:.4f} at step {int(curve.steps[-1])} ({wall_s:.1f} s)")
+    return _result_from_final(read_json(final_path), resumed=False)
 
 
 

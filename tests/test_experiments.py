@@ -169,6 +169,52 @@ def test_preempted_run_is_not_finished_and_stops_the_sweep(tmp_path):
     assert cli.run(lambda argv: runs.run_sweep(specs, run_fn, tmp_path / "b", log=lambda _: None), []) == 143
 
 
+def test_two_sweeps_on_two_cores_split_the_runs_and_the_last_to_finish_has_them_all(tmp_path):
+    """A run whose lock another process holds is left to it: this sweep trains the others and, with
+    that run unfinished at its end, raises RunsElsewhere naming it; finished by its holder meanwhile,
+    it is read back in its place (the last process to finish reports on every run)."""
+    specs = runs.with_seeds({"a": {"quality": 0.8}}, seeds=[0, 1, 2])
+    held_dir = tmp_path / "runs" / "a-s0"
+    held_dir.mkdir(parents=True)
+    held = runs.RunLock.acquire(held_dir)
+    assert held is not None and runs.RunLock.acquire(held_dir) is None  # exclusive, also within a process
+    calls: list = []
+    with pytest.raises(runs.RunsElsewhere, match=r"1 run\(s\) still being trained by other processes \(a-s0\)"):
+        runs.run_sweep(specs, _fake_run_fn(calls), tmp_path, log=lambda _: None)
+    assert [seed for _, seed in calls] == [1, 2] and not (held_dir / "final.json").exists()
+
+    other = tmp_path / "other"  # the holder's run, finished while this sweep trains a-s2
+    runs.run_sweep(specs[:1], _fake_run_fn([]), other, log=lambda _: None)
+    fake = _fake_run_fn(calls)
+
+    def run_fn(config, workdir):
+        (held_dir / "final.json").write_text((other / "runs" / "a-s0" / "final.json").read_text())
+        return fake(config, workdir)
+
+    (tmp_path / "runs" / "a-s2" / "final.json").unlink()
+    results = runs.run_sweep(specs, run_fn, tmp_path, log=lambda _: None)
+    assert [r.run_id for r in results] == ["a-s0", "a-s1", "a-s2"] and [r.resumed for r in results] == [True, True, False]
+    assert len(calls) == 3
+    held.release()
+    assert runs.RunLock.acquire(held_dir) is not None
+
+
+def test_a_run_lock_dies_with_its_process(tmp_path):
+    """The kernel drops a killed process's flock: no stale lock blocks a resumed sweep."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from experiments.runs import RunLock; "
+         "lock = RunLock.acquire(Path(sys.argv[1])); print('held', flush=True); time.sleep(120)", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert runs.RunLock.acquire(tmp_path) is None
+        assert runs.RunLock.holder(tmp_path).startswith(f"pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runs.RunLock.acquire(tmp_path) is not None
+
+
 def test_aggregate_mean_spread_and_comparison(tmp_path):
     specs = runs.with_seeds({"good": {"quality": 0.9}, "bad": {"quality": 0.6}}, seeds=[0, 1, 2])
     results = runs.run_sweep(specs, _fake_run_fn([]), tmp_path, log=lambda _: None)
