@@ -158,11 +158,12 @@ def run_summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def verdict(groups: Mapping[str, runs.GroupStats], claims: Sequence[stats.Claim]) -> tuple[str, list[stats.Verdict]]:
-    """Every declared claim through :func:`stats.decide` (claims whose variants did not run are left
-    out), Holm-adjusted as one family; the headline counts the outcomes."""
+    """Every declared claim through :func:`stats.decide` (claims whose variants have no finished seed
+    in common, as in a sweep under way, are left out), Holm-adjusted as one family; the headline
+    counts the outcomes."""
     verdicts = []
     for c in claims:
-        if c.better not in groups or c.worse not in groups:
+        if c.better not in groups or c.worse not in groups or not set(groups[c.better].seeds) & set(groups[c.worse].seeds):
             continue
         a, b = groups[c.better], groups[c.worse]
         budget = "plateau" if c.metric == "final" and a.all_plateaued and b.all_plateaued else "fixed budget"
@@ -170,7 +171,8 @@ def verdict(groups: Mapping[str, runs.GroupStats], claims: Sequence[stats.Claim]
     verdicts = stats.with_holm(verdicts)
     if not verdicts:  # a sweep still under way: no claim has both of its variants yet
         missing = sorted({g for c in claims for g in (c.better, c.worse)} - set(groups))
-        return f"no claim scored yet: no finished run of {', '.join(missing)}", verdicts
+        why = f"no finished run of {', '.join(missing)}" if missing else "no claim's two variants share a finished seed"
+        return f"no claim scored yet: {why}", verdicts
     return stats.headline(verdicts), verdicts
 
 

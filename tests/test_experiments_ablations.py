@@ -232,6 +232,18 @@ def test_a_sweep_with_one_variant_finished_says_which_are_missing():
     assert verdicts == [] and head == "no claim scored yet: no finished run of b, c"
 
 
+def test_a_claim_whose_variants_share_no_finished_seed_is_left_out_until_they_do():
+    """A sweep under way (two processes from opposite ends): b finished seed 4 only, a and c seed 0."""
+    def group(name, seeds, value):
+        f = np.full(len(seeds), value)
+        return runs.GroupStats(name, np.array([1]), f[:1], f[:1], f[:1], f, tuple(seeds), f, (100,) * len(seeds))
+    groups = {"a": group("a", [0], 0.8), "b": group("b", [4], 0.7), "c": group("c", [0, 4], 0.6)}
+    head, verdicts = ablation.verdict(groups, [stats.Claim("a", "b"), stats.Claim("a", "c")])
+    assert [v.claim.name for v in verdicts] == [stats.Claim("a", "c").name] and verdicts[0].gap.n == 1
+    head, verdicts = ablation.verdict(groups, [stats.Claim("a", "b")])
+    assert verdicts == [] and head == "no claim scored yet: no claim's two variants share a finished seed"
+
+
 def test_a_runs_summary_keeps_the_plateau_rules_reduce_steps_and_drops_the_state():
     result = {"state": object(), "step": 40, "preempted": False, "plateau_step": 30,
               "plateau_reduced_at": [20], "eval_mean_iou": 0.5, "weights": np.zeros(3), "pairs": [(1, 2)]}
