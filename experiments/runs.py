@@ -286,6 +286,7 @@ class RunsElsewhere(Exception):
 
 
 LOCK_NAME = ".sweep.lock"
+WALL_NAME = "wall_s.json"  # an unfinished run's wall time so far, over its interrupted invocations
 
 
 class RunLock:
@@ -408,11 +409,15 @@ def run_sweep(
 def _train_one(spec: RunSpec, run_fn: RunFn, workdir: Path, metric: str, log: Callable[[str], None],
                counter: str) -> RunResult:
     """One run through ``run_fn``; its final.json once it returns unpreempted."""
-    final_path = workdir / "final.json"
+    final_path, spent_path = workdir / "final.json", workdir / WALL_NAME
     log(f"{counter} {spec.run_id}: running")
+    earlier = float(read_json(spent_path)["wall_s"]) if spent_path.exists() else 0.0
     start = time.perf_counter()
-    summary = run_fn(spec.config, workdir)
-    wall_s = time.perf_counter() - start
+    try:
+        summary = run_fn(spec.config, workdir)
+    finally:  # an interrupted invocation's time counts toward the run's wall time when it resumes
+        wall_s = earlier + time.perf_counter() - start
+        write_json(spent_path, {"wall_s": wall_s})
     if not isinstance(summary, Mapping):
         raise TypeError(f"run_fn must return a dict of final metrics, got {type(summary).__name__} for {spec.run_id}")
     if summary.get("preempted"):  # checkpointed, not finished: no final.json, and the sweep stops here
@@ -432,6 +437,7 @@ def _train_one(spec: RunSpec, run_fn: RunFn, workdir: Path, metric: str, log: Ca
         "wall_s": wall_s,
     }
     write_json(final_path, final)
+    spent_path.unlink()
     log(f"{counter} {spec.run_id}: {metric} {curve.final:.4f} at step {int(curve.steps[-1])} ({wall_s:.1f} s)")
     return _result_from_final(read_json(final_path), resumed=False)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,14 +158,19 @@ def test_preempted_run_is_not_finished_and_stops_the_sweep(tmp_path):
     fake, preempt = _fake_run_fn(calls), [True]
 
     def run_fn(config, workdir):
+        if config["seed"] == 0:
+            time.sleep(0.2)
         return {**fake(config, workdir), "preempted": preempt.pop() if preempt else False}
 
     specs = runs.with_seeds({"a": {"quality": 0.8}}, seeds=[0, 1])
     with pytest.raises(Preempted, match=r"run a-s0 was preempted \(SIGTERM\) at step 50"):
         runs.run_sweep(specs, run_fn, tmp_path, log=lambda _: None)
     assert len(calls) == 1 and not (tmp_path / "runs" / "a-s0" / "final.json").exists()
+    assert runs.read_json(tmp_path / "runs" / "a-s0" / "wall_s.json")["wall_s"] >= 0.2
     resumed = runs.run_sweep(specs, run_fn, tmp_path, log=lambda _: None)
     assert len(calls) == 3 and [r.resumed for r in resumed] == [False, False]
+    # the run's wall time counts its interrupted invocation too; the partial record is gone once it finished
+    assert resumed[0].wall_s >= 0.4 > resumed[1].wall_s and not (tmp_path / "runs" / "a-s0" / "wall_s.json").exists()
     preempt.append(True)
     assert cli.run(lambda argv: runs.run_sweep(specs, run_fn, tmp_path / "b", log=lambda _: None), []) == 143
 
