@@ -188,8 +188,8 @@ def _variant_overrides(configs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     that ran (so a report regenerated from stored runs shows what those runs used); the seed aside."""
     flat = {g: runs._dotted(json.loads(json.dumps(runs.to_jsonable(c)))) for g, c in configs.items()}
     keys = sorted({k for f in flat.values() for k in f if k != "seed"})
-    differ = [k for k in keys if len({json.dumps(f.get(k)) for f in flat.values()}) > 1]
-    return {g: {k: f.get(k) for k in differ} for g, f in flat.items()}
+    differ = [k for k in keys if len({(k in f, json.dumps(f.get(k))) for f in flat.values()}) > 1]
+    return {g: {k: f[k] for k in differ if k in f} for g, f in flat.items()}  # a key a variant lacks is not None
 
 
 def _num_final(config: Any, result: runs.RunResult, ab: Ablation) -> int | None:

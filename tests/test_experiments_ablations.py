@@ -244,6 +244,17 @@ def test_a_claim_whose_variants_share_no_finished_seed_is_left_out_until_they_do
     assert verdicts == [] and head == "no claim scored yet: no claim's two variants share a finished seed"
 
 
+def test_the_differs_in_column_names_only_keys_a_variant_sets():
+    """A key only some variants set is shown for those (None there is a value: V3's ReLU-everywhere
+    hswish_from=None), never as None for the variants that lack it."""
+    configs = {"relu": {"model": "v3", "model_kwargs": {"hswish_from": None}},
+               "full": {"model": "v1", "model_kwargs": {"conv_type": "full"}},
+               "sep": {"model": "v1", "model_kwargs": {}}}
+    assert ablation._variant_overrides(configs) == {
+        "relu": {"model": "v3", "model_kwargs.hswish_from": None},
+        "full": {"model": "v1", "model_kwargs.conv_type": "full"}, "sep": {"model": "v1"}}
+
+
 def test_a_runs_summary_keeps_the_plateau_rules_reduce_steps_and_drops_the_state():
     result = {"state": object(), "step": 40, "preempted": False, "plateau_step": 30,
               "plateau_reduced_at": [20], "eval_mean_iou": 0.5, "weights": np.zeros(3), "pairs": [(1, 2)]}
