@@ -310,7 +310,7 @@ class RunLock:
     @classmethod
     def acquire(cls, workdir: Path) -> "RunLock | None":
         """The lock, or None while another process holds it."""
-        if "://" in str(workdir):
+        if not paths.is_local(workdir):
             return cls(None)
         import fcntl
         import socket
