@@ -92,3 +92,18 @@ def test_corrupt_newest_checkpoint_is_set_aside_and_older_resumes_other_device_c
     assert re.fullmatch(r"error: none of the 2 checkpoint\(s\) in \S+ can be restored \(steps \[6, 4\]\); .*\n",
                         err.splitlines(keepends=True)[-1])
     assert sorted(os.listdir(ckpts)) == ["4", "6", "6.corrupt"]  # nothing renamed or deleted
+
+
+def test_fresh_start_over_metrics_of_a_lost_run_sets_them_aside(tmp_path, caplog):
+    # A run whose checkpoints were deleted (or never committed) starts again from step 0: its
+    # metrics.jsonl must read as the new run alone, and the old records must survive elsewhere.
+    config = tiny_config(num_train_steps=3, checkpoint_every_steps=3, log_every_steps=1, **FAST)
+    train_and_evaluate(config, str(tmp_path))
+    old = (tmp_path / "metrics.jsonl").read_text()
+    __import__("shutil").rmtree(tmp_path / "checkpoints")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_jax"):
+        train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1, **FAST),
+                           str(tmp_path))
+    assert [r["step"] for r in read_metrics(str(tmp_path), "train")] == [1, 2]
+    assert (tmp_path / "metrics.orphaned-1.jsonl").read_text() == old
+    assert any("metrics.orphaned-1.jsonl" in r.message for r in caplog.records)

@@ -156,6 +156,7 @@ def _run(config, workdir, ds, model, task: Task, tx, schedule, durations, num_de
         writer.truncate_after(start)
         log.info("resumed from %s (step %d)", last_ckpt, start)
     elif primary:
+        writer.set_aside()  # metrics left by a run whose checkpoints are gone: not appended to
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     # One copy of the state on each local device; pmap reads it with in_axes=None.
     state = jax.device_put(state, NamedSharding(device_mesh(num_devices), PartitionSpec()))

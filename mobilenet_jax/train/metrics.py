@@ -69,6 +69,22 @@ class MetricWriter:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
         self._out.forget()
 
+    def set_aside(self):
+        """A fresh start (no checkpoint to resume) in a workdir whose metrics.jsonl is left from an
+        earlier run: renames the file to metrics.orphaned-<n>.jsonl, so the new run's file reads as
+        one run and nothing already written is lost. Returns the new path, or None."""
+        if not self.enabled or not self.path.exists():
+            return None
+        self._out.flush()
+        n = 1
+        while (target := self.path.with_name(f"metrics.orphaned-{n}.jsonl")).exists():
+            n += 1
+        self.path.rename(target)
+        self._out.forget()
+        log.warning("%s held records of an earlier run and no checkpoint resumes it: renamed it to %s; "
+                    "this run starts a new %s", self.path, target.name, METRICS_FILE)
+        return target
+
     def close(self) -> None:
         self.flush()
         if self._tb is not None:
