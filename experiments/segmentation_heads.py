@@ -65,24 +65,35 @@ def sizes_and_predictions(groups: Mapping[str, runs.GroupStats], configs: Mappin
     note = ("Sizes at width 1.0 with Cityscapes' 19 classes at its 1024x2048 evaluation size, without BatchNorm's "
             "moving statistics; the runs here are width 0.35 at 64x64 on the embedded set. " + _NO_TABLE + ", so no "
             "paper count stands beside them; torchvision's builders are counted in tests/test_segmentation_models.py.")
-    figures, stale = [], False
+    figures = []
     path = exp_dir / "predictions.png"
     try:
-        drew = _plot_predictions(path, configs, exp_dir, groups)
-    except FileNotFoundError:  # the run that trained drew it; its checkpoints are not committed
-        drew, stale = False, True
-    if drew or path.exists():
-        caption = "Image, ground truth and each network's predicted mask on the same eval images, seed 0's final state."
-        if stale:
-            caption += (" (Not redrawn by this invocation: seed 0's checkpoints are not committed; the figure is from "
-                        "the run that trained.)")
+        seed = _plot_predictions(path, configs, exp_dir, groups)
+        caption = (f"Image, ground truth and each network's predicted mask on the same eval images, seed {seed}'s "
+                   "final state (the smallest seed every network still has checkpoints for).")
+    except FileNotFoundError:  # checkpoints are not committed: keep the figure the training invocation drew
+        caption = ("Image, ground truth and each network's predicted mask on the same eval images, the seed named "
+                   "in the figure's title. (Not redrawn by this invocation: no seed has every network's "
+                   "checkpoints here; checkpoints are not committed.)")
+    if path.exists():
         figures.append((caption, "predictions.png"))
     return figures, [("Sizes", table + "\n\n" + note)]
 
 
+def _checkpointed_seed(exp_dir: Path, order: list[str], groups: Mapping[str, runs.GroupStats]) -> int:
+    """The smallest seed whose run of every network still has its checkpoints (they are not committed,
+    so a fresh clone or a rerun of some seeds leaves only some)."""
+    shared = set.intersection(*({int(s) for s in groups[g].seeds} for g in order))
+    for seed in sorted(shared):
+        if all((exp_dir / "runs" / f"{g}-s{seed}" / "checkpoints").is_dir() for g in order):
+            return seed
+    raise FileNotFoundError(f"no seed of {sorted(shared)} has checkpoints for every network under {exp_dir}/runs")
+
+
 def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
-                      groups: Mapping[str, runs.GroupStats], num_images: int = 4) -> bool:
-    """Row 0: images; row 1: ground truth; one row per network: its seed's final checkpoint."""
+                      groups: Mapping[str, runs.GroupStats], num_images: int = 4) -> int:
+    """Row 0: images; row 1: ground truth; one row per network: its final checkpoint, all of one seed
+    (returned). Raises FileNotFoundError when no seed has every network's checkpoints."""
     import jax
     import numpy as np
 
@@ -92,7 +103,8 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
     from mobilenet_jax.train.checkpoint import restore_variables
 
     order = [g for g, *_ in NETWORKS if g in groups]
-    first = runs.set_config_seed(configs[order[0]], int(groups[order[0]].seeds[0]))
+    seed = _checkpointed_seed(exp_dir, order, groups)
+    first = runs.set_config_seed(configs[order[0]], seed)
     draw = first.seed if first.embedded_seed < 0 else first.embedded_seed
     low, high = first.embedded_detection_object_size
     evals = embedded_segmentation.make_split(
@@ -103,9 +115,7 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
     colors = palette(num_classes)
     predicted = {}
     for g in order:
-        workdir = exp_dir / "runs" / f"{g}-s{groups[g].seeds[0]}"
-        if not (workdir / "checkpoints").is_dir():
-            raise FileNotFoundError(f"{workdir}/checkpoints is gone (checkpoints are not committed)")
+        workdir = exp_dir / "runs" / f"{g}-s{seed}"
         config = configs[g]
         model = create_model(config.model, num_classes=num_classes, **dict(config.model_kwargs))
         _, variables = restore_variables(workdir, model, config.image_size)
@@ -123,10 +133,10 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_ylabel(name, fontsize=7)
-    fig.suptitle("Embedded segmentation: predicted masks (white: ignored outline band)", fontsize=9)
+    fig.suptitle(f"Embedded segmentation, seed {seed}: predicted masks (white: ignored outline band)", fontsize=9)
     plots.save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
-    return True
+    return seed
 
 
 def _claim(better: str, worse: str, source: str, relation: str = ">") -> stats.Claim:

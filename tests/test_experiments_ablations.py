@@ -222,7 +222,26 @@ def test_segmentation_heads_smoke_reports_miou_sizes_and_masks(tmp_path):
     small = model_size(create_model("lraspp", backbone="mobilenet_v3_small", num_classes=19), (1024, 2048))
     assert f"| {(small.params - small.batch_stats) / 1e6:.3f}M | {small.madds / 1e9:.2f}B |" in sizes
     assert "points below mean IoU's ceiling" in text and "binomial" not in text.split("## Final mean IoU")[1]
+    assert "seed 0's final state" in text
     assert [v["outcome"] for v in runs.read_json(out / "verdicts.json")] == ["inconclusive"]
+
+
+def test_segmentation_masks_come_from_the_smallest_seed_every_network_has_checkpoints_for(tmp_path):
+    """Checkpoints are not committed: after a clone and a rerun of some seeds, the masks figure
+    takes one seed for every row, the smallest that all networks still have."""
+    from types import SimpleNamespace
+
+    from experiments.segmentation_heads import _checkpointed_seed
+
+    groups = {"a": SimpleNamespace(seeds=(0, 1, 2)), "b": SimpleNamespace(seeds=(0, 1, 2))}
+    for run in ("a-s0", "a-s1", "a-s2", "b-s1", "b-s2"):
+        (tmp_path / "runs" / run / "checkpoints").mkdir(parents=True)
+    assert _checkpointed_seed(tmp_path, ["a", "b"], groups) == 1
+    (tmp_path / "runs" / "b-s1" / "checkpoints").rmdir()
+    assert _checkpointed_seed(tmp_path, ["a", "b"], groups) == 2
+    (tmp_path / "runs" / "a-s2" / "checkpoints").rmdir()
+    with pytest.raises(FileNotFoundError, match="no seed of \\[0, 1, 2\\]"):
+        _checkpointed_seed(tmp_path, ["a", "b"], groups)
 
 
 def test_a_sweep_with_one_variant_finished_says_which_are_missing():
