@@ -193,6 +193,11 @@ ABLATION = Ablation(
         f"{EQUAL_MARGIN:g} mIoU points declared before the runs. The paper's speed half of the claim (30-34% faster) "
         "is a latency claim, measured by `python -m benchmarks.latency`, not here."),
     labels={g: label for g, label, *_ in NETWORKS},
+    pilots=("`results/recipe_pilots/seg_*` (README sections 'Segmentation pilots', one seed each: under the "
+            "declared splits the smaller shapes left V3-Large still rising at its budget and V2 R-ASPP at "
+            "all-background; unclipped Adam stalled every network for 600-1,800 steps; the declared recipe, "
+            "half-extent 0.3-0.6 with the gradient clipped to 1, plateaued V3-Large by the rule at 80.0 in 3,900 "
+            "steps and V2 R-ASPP at 53.7 in 4,500)."),
     extra=sizes_and_predictions,
     config=SEGMENTATION_CONFIG,
     metric="eval_mean_iou",

@@ -280,3 +280,16 @@ def test_a_runs_summary_keeps_the_plateau_rules_reduce_steps_and_drops_the_state
     summary = ablation.run_summary(result)
     assert summary == {"step": 40, "preempted": False, "plateau_step": 30, "plateau_reduced_at": [20],
                        "eval_mean_iou": 0.5}
+
+
+@pytest.mark.parametrize("script", SCRIPTS + MORE_SCRIPTS, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_the_pilots_a_report_cites_are_its_own_and_committed(script):
+    """A task's report cites the pilots that chose its recipe: the segmentation and detection
+    sweeps do not reuse the classification proxy's text, and a cited pilots folder exists."""
+    import re
+
+    ab = script.ABLATION
+    default = ablation.Ablation.__dataclass_fields__["pilots"].default
+    assert (ab.pilots == default) == (ab.config == ablation.EMBEDDED_CONFIG)
+    for pattern in re.findall(r"`(results/recipe_pilots/[^`]*)`", ab.pilots):
+        assert list(runs.REPO_ROOT.glob(pattern.rstrip("/"))), pattern
