@@ -125,7 +125,8 @@ def _plot_predictions(path: Path, configs: Mapping[str, Any], exp_dir: Path,
     plt = plots._pyplot()
     rows = [("image", to_uint8(evals["image"])), ("ground truth", colorize(evals["segmentation"], colors))]
     rows += [(g, colorize(predicted[g], colors)) for g in order]  # the group names: labels are long
-    fig, axes = plt.subplots(len(rows), num_images, figsize=(1.8 * num_images, 1.8 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), num_images, figsize=(1.8 * num_images, 1.8 * len(rows)), squeeze=False,
+                             layout="constrained")  # no gap under the title
     for r, (name, pictures) in enumerate(rows):
         for i in range(num_images):
             ax = axes[r, i]
