@@ -3,6 +3,7 @@ import itertools
 import logging
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -100,7 +101,7 @@ def test_fresh_start_over_metrics_of_a_lost_run_sets_them_aside(tmp_path, caplog
     config = tiny_config(num_train_steps=3, checkpoint_every_steps=3, log_every_steps=1, **FAST)
     train_and_evaluate(config, str(tmp_path))
     old = (tmp_path / "metrics.jsonl").read_text()
-    __import__("shutil").rmtree(tmp_path / "checkpoints")
+    shutil.rmtree(tmp_path / "checkpoints")
     with caplog.at_level(logging.WARNING, logger="mobilenet_jax"):
         train_and_evaluate(tiny_config(num_train_steps=2, checkpoint_every_steps=2, log_every_steps=1, **FAST),
                            str(tmp_path))

@@ -75,12 +75,11 @@ class MetricWriter:
         one run and nothing already written is lost. Returns the new path, or None."""
         if not self.enabled or not self.path.exists():
             return None
-        self._out.flush()
+        self._out.forget()  # pending lines go to the old file; the next flush starts the new one
         n = 1
         while (target := self.path.with_name(f"metrics.orphaned-{n}.jsonl")).exists():
             n += 1
         self.path.rename(target)
-        self._out.forget()
         log.warning("%s held records of an earlier run and no checkpoint resumes it: renamed it to %s; "
                     "this run starts a new %s", self.path, target.name, METRICS_FILE)
         return target
