@@ -89,6 +89,6 @@ def all_finite(tree: Any) -> bool:
     compile one program per tree structure (seconds on a CPU) for a few microseconds of work."""
     for leaf in jax.tree_util.tree_leaves(tree):
         x = np.asarray(leaf)
-        if jnp.issubdtype(x.dtype, jnp.floating) and not np.isfinite(x.astype(np.float32, copy=False)).all():
+        if jnp.issubdtype(x.dtype, jnp.floating) and not np.isfinite(x).all():
             return False
     return True
